@@ -1,0 +1,380 @@
+"""Sans-I/O ICMP echo codec: pure functions from values to bytes and back.
+
+Nothing here opens a socket or reads a clock, so every rule about what counts as *our* reply
+can be property-tested on bytes alone (as h11 and wsproto do for HTTP and WebSocket).
+
+Echo payload layout (``size`` data bytes after the 8-byte ICMP header)::
+
+    0        8          16                    size
+    | stamp  |  token   | fill: byte i = i & 0xFF |
+
+* ``stamp``: the sender's wall-clock send time, unsigned 64-bit big-endian nanoseconds.  It
+  travels with the packet, as in BSD ping, so a reply carries its own send time.
+* ``token``: 8 random bytes chosen per pinger.  The identifier alone is only 16 bits and
+  datagram sockets let the kernel pick it; the token is what stops another pinger (in this
+  process or another) from having its replies counted as ours.
+* ``fill``: the same pattern as iputils, so corruption anywhere in the payload is caught.
+
+For ``size < 16`` the layout is simply cut to ``size`` bytes: whatever bytes fit are still
+sent and verified, so ``size=8`` verifies the stamp but no token, and ``size=0`` leaves only
+identifier and sequence to match replies on.  RTTs never depend on the payload stamp (they
+come from kernel timestamps kept beside each probe), so small sizes still measure time.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+from dataclasses import dataclass
+
+from ._errors import InvalidArgumentError, PacketError
+
+ICMP_HEADER_SIZE = 8
+IPV4_HEADER_SIZE = 20
+STAMP_SIZE = 8
+TOKEN_SIZE = 8
+PAYLOAD_PREFIX_SIZE = STAMP_SIZE + TOKEN_SIZE
+DEFAULT_SIZE = 56
+MAX_SIZE_V4 = 65535 - IPV4_HEADER_SIZE - ICMP_HEADER_SIZE  # 65507, as iputils
+MAX_SIZE_V6 = 65535 - ICMP_HEADER_SIZE  # 65527: the IPv6 payload length is 16 bits
+
+
+class Family(enum.IntEnum):
+    """IP version of a probe; the value is the version number."""
+
+    V4 = 4
+    V6 = 6
+
+    @property
+    def address_family(self) -> socket.AddressFamily:
+        return socket.AF_INET if self is Family.V4 else socket.AF_INET6
+
+    @property
+    def echo_request_type(self) -> int:
+        return ICMPV4_ECHO_REQUEST if self is Family.V4 else ICMPV6_ECHO_REQUEST
+
+    @property
+    def echo_reply_type(self) -> int:
+        return ICMPV4_ECHO_REPLY if self is Family.V4 else ICMPV6_ECHO_REPLY
+
+    @property
+    def max_size(self) -> int:
+        return MAX_SIZE_V4 if self is Family.V4 else MAX_SIZE_V6
+
+
+ICMPV4_ECHO_REPLY = 0
+ICMPV4_DEST_UNREACHABLE = 3
+ICMPV4_SOURCE_QUENCH = 4
+ICMPV4_REDIRECT = 5
+ICMPV4_ECHO_REQUEST = 8
+ICMPV4_TIME_EXCEEDED = 11
+ICMPV4_PARAMETER_PROBLEM = 12
+ICMPV4_ERROR_TYPES = frozenset(
+    {
+        ICMPV4_DEST_UNREACHABLE,
+        ICMPV4_SOURCE_QUENCH,
+        ICMPV4_REDIRECT,
+        ICMPV4_TIME_EXCEEDED,
+        ICMPV4_PARAMETER_PROBLEM,
+    }
+)
+
+ICMPV6_DEST_UNREACHABLE = 1
+ICMPV6_PACKET_TOO_BIG = 2
+ICMPV6_TIME_EXCEEDED = 3
+ICMPV6_PARAMETER_PROBLEM = 4
+ICMPV6_ECHO_REQUEST = 128
+ICMPV6_ECHO_REPLY = 129
+ICMPV6_ERROR_TYPES = frozenset(
+    {
+        ICMPV6_DEST_UNREACHABLE,
+        ICMPV6_PACKET_TOO_BIG,
+        ICMPV6_TIME_EXCEEDED,
+        ICMPV6_PARAMETER_PROBLEM,
+    }
+)
+
+IPPROTO_ICMP = 1
+IPPROTO_ICMPV6 = 58
+
+_ICMP_HEADER = struct.Struct("!BBHHH")
+_STAMP = struct.Struct("!Q")
+_FILL = bytes(i & 0xFF for i in range(MAX_SIZE_V6))
+
+
+def validate_size(size: int, family: Family | None = None) -> int:
+    """Return *size* if an echo with that many data bytes can be sent, else raise.
+
+    Without a family the IPv6 limit applies (the larger); the pinger checks again once the
+    destination's family is known.
+    """
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise InvalidArgumentError(f"size must be an integer, not {size!r}")
+    limit = (family or Family.V6).max_size
+    if not 0 <= size <= limit:
+        raise InvalidArgumentError(f"invalid packet size {size}: must be 0 to {limit}")
+    return size
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 one's-complement sum of 16-bit words, complemented.
+
+    Verifying a message that carries its checksum yields 0, which is how replies are checked.
+    """
+    if len(data) % 2:
+        data += b"\x00"
+    total = 0
+    view = memoryview(data)
+    for start in range(0, len(view), 65536):
+        chunk = view[start : start + 65536]
+        words = struct.unpack(f"!{len(chunk) // 2}H", chunk)
+        total += sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def make_payload(size: int, stamp_ns: int, token: bytes) -> bytes:
+    """Build the echo data: stamp, token and fill, cut to *size* bytes (see module doc)."""
+    if len(token) != TOKEN_SIZE:
+        raise InvalidArgumentError(f"token must be {TOKEN_SIZE} bytes")
+    prefix = _STAMP.pack(stamp_ns & 0xFFFF_FFFF_FFFF_FFFF) + token
+    if size <= PAYLOAD_PREFIX_SIZE:
+        return prefix[:size]
+    return prefix + _FILL[PAYLOAD_PREFIX_SIZE:size]
+
+
+def payload_stamp(payload: bytes) -> int | None:
+    """The send stamp carried by *payload*, or None when the payload is too short for one."""
+    if len(payload) < STAMP_SIZE:
+        return None
+    stamp: int = _STAMP.unpack_from(payload)[0]
+    return stamp
+
+
+class InvalidReason(enum.Enum):
+    """Why a reply that matched one of our probes was rejected.  Values are stable strings."""
+
+    BAD_CHECKSUM = "bad-checksum"
+    TRUNCATED = "truncated"
+    WRONG_TOKEN = "wrong-token"
+    CORRUPTED = "corrupted-payload"
+
+
+def check_payload(received: bytes, sent: bytes) -> InvalidReason | None:
+    """Compare a reply's payload with the probe's; None means they are identical.
+
+    A shorter payload is *truncated* (a middlebox or a short read cut it); a difference in
+    the token bytes is a *wrong token* (a spoof, or another pinger's reply that happens to
+    share identifier and sequence); anything else is *corruption*.
+    """
+    if received == sent:
+        return None
+    if len(received) < len(sent):
+        return InvalidReason.TRUNCATED
+    if received[STAMP_SIZE:PAYLOAD_PREFIX_SIZE] != sent[STAMP_SIZE:PAYLOAD_PREFIX_SIZE]:
+        return InvalidReason.WRONG_TOKEN
+    return InvalidReason.CORRUPTED
+
+
+def encode_echo_request(family: Family, identifier: int, sequence: int, payload: bytes) -> bytes:
+    """An ICMP (v4) or ICMPv6 echo request message, without IP header.
+
+    IPv4: the checksum is computed here.  IPv6: it is left zero, because the kernel must
+    compute it over a pseudo-header holding the source address, which only it knows.
+    """
+    if not 0 <= identifier <= 0xFFFF or not 0 <= sequence <= 0xFFFF:
+        raise InvalidArgumentError("identifier and sequence are 16-bit unsigned integers")
+    header = _ICMP_HEADER.pack(family.echo_request_type, 0, 0, identifier, sequence)
+    if family is Family.V6:
+        return header + payload
+    checksum = internet_checksum(header + payload)
+    return _ICMP_HEADER.pack(ICMPV4_ECHO_REQUEST, 0, checksum, identifier, sequence) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class EchoMessage:
+    """A decoded echo request or reply.
+
+    ``ttl`` is the IPv4 header's TTL when the datagram carried its IP header, else None (the
+    socket layer then takes it from ancillary data).  ``checksum_ok`` is None where the
+    kernel already verified it (ICMPv6) and so it cannot be wrong here.
+    """
+
+    icmp_type: int
+    identifier: int
+    sequence: int
+    payload: bytes
+    icmp_size: int
+    checksum_ok: bool | None
+    source: str | None = None
+    ttl: int | None = None
+
+    @property
+    def is_reply(self) -> bool:
+        return self.icmp_type in (ICMPV4_ECHO_REPLY, ICMPV6_ECHO_REPLY)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    """A decoded ICMP error that quotes one of our echo requests.
+
+    ``target`` is the destination of the quoted (original) request, so together with the
+    quoted identifier and sequence the error can be matched to the probe that caused it.
+    ``source`` is the router or host that sent the error, when the IP header was present.
+    ``info`` is the type-specific word: next-hop MTU (v4 fragmentation needed, v6 packet
+    too big) or parameter-problem pointer.
+    """
+
+    family: Family
+    icmp_type: int
+    code: int
+    info: int
+    target: str
+    identifier: int
+    sequence: int
+    source: str | None = None
+
+
+Decoded = EchoMessage | ErrorMessage | None
+
+
+def decode_ipv4(datagram: bytes) -> Decoded:
+    """Decode what an IPv4 raw ICMP socket delivers: IP header, then ICMP.
+
+    Returns None for well-formed ICMP we do not care about (other types, or errors that
+    quote something other than an ICMP echo request); raises :class:`PacketError` for
+    bytes that are not a well-formed IPv4 ICMP datagram.
+    """
+    if len(datagram) < IPV4_HEADER_SIZE:
+        raise PacketError(f"IPv4 datagram of {len(datagram)} bytes is shorter than a header")
+    version_ihl = datagram[0]
+    if version_ihl >> 4 != 4:
+        raise PacketError(f"IP version {version_ihl >> 4} is not 4")
+    header_size = (version_ihl & 0x0F) * 4
+    if header_size < IPV4_HEADER_SIZE or len(datagram) < header_size:
+        raise PacketError(f"bad IPv4 header length {header_size}")
+    if datagram[9] != IPPROTO_ICMP:
+        raise PacketError(f"IP protocol {datagram[9]} is not ICMP")
+    source = socket.inet_ntop(socket.AF_INET, datagram[12:16])
+    return decode_icmpv4(datagram[header_size:], source=source, ttl=datagram[8])
+
+
+def decode_icmpv4(message: bytes, *, source: str | None = None, ttl: int | None = None) -> Decoded:
+    """Decode an ICMPv4 message without its IP header (as datagram sockets deliver it)."""
+    if len(message) < ICMP_HEADER_SIZE:
+        raise PacketError(f"ICMP message of {len(message)} bytes is shorter than a header")
+    icmp_type, code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(message)
+    if icmp_type in (ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST):
+        return EchoMessage(
+            icmp_type=icmp_type,
+            identifier=identifier,
+            sequence=sequence,
+            payload=message[ICMP_HEADER_SIZE:],
+            icmp_size=len(message),
+            checksum_ok=internet_checksum(message) == 0,
+            source=source,
+            ttl=ttl,
+        )
+    if icmp_type not in ICMPV4_ERROR_TYPES:
+        return None
+    if icmp_type == ICMPV4_PARAMETER_PROBLEM:
+        info = message[4]
+    elif icmp_type == ICMPV4_DEST_UNREACHABLE:
+        info = int.from_bytes(message[6:8], "big")
+    else:
+        info = 0
+    quoted = _decode_quoted_v4(message[ICMP_HEADER_SIZE:])
+    if quoted is None:
+        return None
+    target, quoted_identifier, quoted_sequence = quoted
+    return ErrorMessage(
+        family=Family.V4,
+        icmp_type=icmp_type,
+        code=code,
+        info=info,
+        target=target,
+        identifier=quoted_identifier,
+        sequence=quoted_sequence,
+        source=source,
+    )
+
+
+def _decode_quoted_v4(quote: bytes) -> tuple[str, int, int] | None:
+    if len(quote) < IPV4_HEADER_SIZE:
+        raise PacketError("ICMP error quotes less than an IPv4 header")
+    if quote[0] >> 4 != 4:
+        raise PacketError("ICMP error quotes a non-IPv4 header")
+    header_size = (quote[0] & 0x0F) * 4
+    if header_size < IPV4_HEADER_SIZE or len(quote) < header_size + ICMP_HEADER_SIZE:
+        raise PacketError("ICMP error quotes a truncated datagram")
+    if quote[9] != IPPROTO_ICMP:
+        return None
+    icmp_type, _code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(quote, header_size)
+    if icmp_type != ICMPV4_ECHO_REQUEST:
+        return None
+    return socket.inet_ntop(socket.AF_INET, quote[16:20]), identifier, sequence
+
+
+_IPV6_HEADER_SIZE = 40
+
+
+def decode_icmpv6(message: bytes, *, source: str | None = None, hop_limit: int | None = None) -> Decoded:
+    """Decode an ICMPv6 message (raw and datagram ICMPv6 sockets deliver no IP header).
+
+    The kernel verifies ICMPv6 checksums before delivery, so ``checksum_ok`` is None.
+    """
+    if len(message) < ICMP_HEADER_SIZE:
+        raise PacketError(f"ICMPv6 message of {len(message)} bytes is shorter than a header")
+    icmp_type, code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(message)
+    if icmp_type in (ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST):
+        return EchoMessage(
+            icmp_type=icmp_type,
+            identifier=identifier,
+            sequence=sequence,
+            payload=message[ICMP_HEADER_SIZE:],
+            icmp_size=len(message),
+            checksum_ok=None,
+            source=source,
+            ttl=hop_limit,
+        )
+    if icmp_type not in ICMPV6_ERROR_TYPES:
+        return None
+    info = int.from_bytes(message[4:8], "big")
+    quote = message[ICMP_HEADER_SIZE:]
+    if len(quote) < _IPV6_HEADER_SIZE + ICMP_HEADER_SIZE:
+        raise PacketError("ICMPv6 error quotes a truncated datagram")
+    if quote[0] >> 4 != 6:
+        raise PacketError("ICMPv6 error quotes a non-IPv6 header")
+    if quote[6] != IPPROTO_ICMPV6:
+        return None
+    quoted_type, _code, _checksum, quoted_identifier, quoted_sequence = _ICMP_HEADER.unpack_from(
+        quote, _IPV6_HEADER_SIZE
+    )
+    if quoted_type != ICMPV6_ECHO_REQUEST:
+        return None
+    return ErrorMessage(
+        family=Family.V6,
+        icmp_type=icmp_type,
+        code=code,
+        info=info,
+        target=socket.inet_ntop(socket.AF_INET6, quote[24:40]),
+        identifier=quoted_identifier,
+        sequence=quoted_sequence,
+        source=source,
+    )
+
+
+def decode_error_payload(family: Family, message: bytes) -> tuple[int, int] | None:
+    """Identifier and sequence of the echo request an error-queue entry carries.
+
+    Datagram sockets report ICMP errors on the error queue with the offending *ICMP message*
+    as data (no IP header); this reads ours back from it.
+    """
+    if len(message) < ICMP_HEADER_SIZE:
+        raise PacketError("error-queue entry shorter than an ICMP header")
+    icmp_type, _code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(message)
+    if icmp_type != family.echo_request_type:
+        return None
+    return identifier, sequence
