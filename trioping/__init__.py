@@ -1,0 +1,68 @@
+"""trioping: async ICMP echo (ping) for Trio.
+
+    async with trioping.open_pinger() as pinger:
+        stats = await pinger.ping("127.0.0.1", count=5)
+
+Times are seconds (floats), as everywhere in Trio; RTTs come from kernel timestamps
+(see :class:`RttClock`).  Public names are re-exported here; modules starting with ``_``
+are private.
+"""
+
+from ._errors import (
+    InvalidArgumentError,
+    PacketError,
+    PermissionDeniedError,
+    ResolutionError,
+    SocketError,
+    TriopingError,
+)
+from ._packet import DEFAULT_SIZE, Family, InvalidReason
+from ._pinger import DEFAULT_COUNT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Pinger, PingStream, open_pinger, ping
+from ._resolve import resolve
+from ._results import (
+    IcmpError,
+    IcmpErrorKind,
+    InvalidReply,
+    LateReply,
+    ProbeResult,
+    Reply,
+    RttClock,
+    SendError,
+    Timeout,
+)
+from ._socket import PathMtuDiscovery, SocketKind
+from ._stats import PingStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_COUNT",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_SIZE",
+    "DEFAULT_TIMEOUT",
+    "Family",
+    "IcmpError",
+    "IcmpErrorKind",
+    "InvalidArgumentError",
+    "InvalidReason",
+    "InvalidReply",
+    "LateReply",
+    "PacketError",
+    "PathMtuDiscovery",
+    "PermissionDeniedError",
+    "PingStats",
+    "PingStream",
+    "Pinger",
+    "ProbeResult",
+    "Reply",
+    "ResolutionError",
+    "RttClock",
+    "SendError",
+    "SocketError",
+    "SocketKind",
+    "Timeout",
+    "TriopingError",
+    "open_pinger",
+    "ping",
+    "resolve",
+]

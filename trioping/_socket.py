@@ -1,0 +1,303 @@
+"""A thin, non-blocking shell around one ICMP socket.
+
+The socket is a non-blocking socket integrated with Trio the way :mod:`trio.socket` itself
+is built: :func:`trio.lowlevel.wait_readable` / :func:`~trio.lowlevel.wait_writable` to
+sleep, then non-blocking system calls.  The difference from ``await trio_sock.recvmsg()``
+is that the receive path drains *everything* queued after one wake-up, instead of paying a
+scheduling checkpoint per datagram: with 100,000 replies in flight those checkpoints would
+cost more than the packets themselves.
+
+Everything about *what the bytes mean* is in :mod:`._packet` and :mod:`._ancillary`.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import trio
+
+from . import _constants as C
+from ._errors import InvalidArgumentError, PermissionDeniedError, mapped_os_errors
+from ._packet import Family
+
+_RECV_SIZE = 65536 + 512
+_ANC_SIZE = 512
+_DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
+_INT = struct.Struct("i")
+_UINT = struct.Struct("I")
+
+_V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
+_V6_WANTED_TYPES = (1, 2, 3, 4, 129)
+
+
+class SocketKind(enum.Enum):
+    """Raw sockets need CAP_NET_RAW; datagram ICMP sockets need the process's group inside
+    ``net.ipv4.ping_group_range`` and let the kernel own the echo identifier."""
+
+    RAW = "raw"
+    DATAGRAM = "datagram"
+
+    @property
+    def socket_type(self) -> socket.SocketKind:
+        return socket.SOCK_RAW if self is SocketKind.RAW else socket.SOCK_DGRAM
+
+
+class PathMtuDiscovery(enum.Enum):
+    """IPv4 DF-bit policy, as ``ping -M``: ``do`` sets DF and reports oversize locally,
+    ``want`` sets DF but lets the kernel fragment locally, ``dont`` never sets DF."""
+
+    DO = "do"
+    WANT = "want"
+    DONT = "dont"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """Per-pinger socket settings (the ``open_pinger`` keywords of the same names)."""
+
+    source: str | None = None
+    interface: str | None = None
+    tos: int | None = None
+    pmtu: PathMtuDiscovery | None = None
+    receive_buffer: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    data: bytes
+    ancillary: list[tuple[int, int, bytes]]
+    address: str
+
+
+class IcmpSocket:
+    """One ICMP socket of one family and kind, configured for timestamps and filtering."""
+
+    def __init__(self, family: Family, kind: SocketKind, identifier: int, options: SocketOptions) -> None:
+        self.family = family
+        self.kind = kind
+        self.options = options
+        what = f"opening {kind.value} ICMPv{family.value} socket"
+        proto = C.IPPROTO_ICMP if family is Family.V4 else C.IPPROTO_ICMPV6
+        try:
+            with mapped_os_errors(what):
+                self._sock = socket.socket(family.address_family, kind.socket_type, proto)
+                self._sock.setblocking(False)
+        except PermissionDeniedError as exc:
+            raise PermissionDeniedError(_permission_advice(kind, str(exc))) from exc
+        try:
+            with mapped_os_errors(f"configuring ICMPv{family.value} socket"):
+                self.tx_timestamps = self._configure(options)
+                self.identifier = self._bind(identifier, options)
+        except BaseException:
+            self._sock.close()
+            raise
+        self.timestamping = True
+        self._next_tx_id = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    # -- configuration --------------------------------------------------------------
+
+    def _setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._sock.setsockopt(level, option, value)
+
+    def _try_setsockopt(self, level: int, option: int, value: int | bytes) -> bool:
+        try:
+            self._setsockopt(level, option, value)
+        except OSError:
+            return False
+        return True
+
+    def _configure(self, options: SocketOptions) -> bool:
+        """Set the options; returns whether kernel transmit timestamps are on."""
+        v4 = self.family is Family.V4
+        if self.kind is SocketKind.RAW:
+            if v4:
+                self._try_setsockopt(C.SOL_RAW, C.ICMP_FILTER, _UINT.pack(_block_all_but(_V4_WANTED_TYPES)))
+            else:
+                self._try_setsockopt(C.IPPROTO_ICMPV6, C.ICMP6_FILTER, _icmp6_filter(_V6_WANTED_TYPES))
+        else:
+            # Datagram sockets report ICMP errors only through the error queue.
+            self._try_setsockopt(C.IPPROTO_IP if v4 else C.IPPROTO_IPV6, C.IP_RECVERR if v4 else C.IPV6_RECVERR, 1)
+        if v4:
+            self._try_setsockopt(C.IPPROTO_IP, C.IP_RECVTTL, 1)
+        else:
+            self._try_setsockopt(C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT, 1)
+        self._try_setsockopt(C.SOL_SOCKET, C.SO_RXQ_OVFL, 1)
+        wanted = options.receive_buffer or _DEFAULT_RECEIVE_BUFFER
+        if not self._try_setsockopt(C.SOL_SOCKET, C.SO_RCVBUFFORCE, wanted):
+            self._try_setsockopt(C.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        tx = self._enable_timestamps()
+        if options.tos is not None:
+            if v4:
+                self._setsockopt(C.IPPROTO_IP, C.IP_TOS, options.tos)
+            else:
+                self._setsockopt(C.IPPROTO_IPV6, C.IPV6_TCLASS, options.tos)
+        if options.pmtu is not None:
+            value = {
+                PathMtuDiscovery.DO: C.IP_PMTUDISC_DO,
+                PathMtuDiscovery.WANT: C.IP_PMTUDISC_WANT,
+                PathMtuDiscovery.DONT: C.IP_PMTUDISC_DONT,
+            }[options.pmtu]
+            if v4:
+                self._setsockopt(C.IPPROTO_IP, C.IP_MTU_DISCOVER, value)
+            else:
+                self._setsockopt(C.IPPROTO_IPV6, C.IPV6_MTU_DISCOVER, value)
+        if options.interface is not None:
+            if not C.IS_LINUX:
+                raise InvalidArgumentError("binding to an interface needs Linux (SO_BINDTODEVICE)")
+            try:
+                self._setsockopt(C.SOL_SOCKET, C.SO_BINDTODEVICE, options.interface.encode())
+            except OSError as exc:
+                if exc.errno == errno.ENODEV:
+                    raise InvalidArgumentError(f"unknown interface {options.interface!r}") from exc
+                raise
+        return tx
+
+    def _enable_timestamps(self) -> bool:
+        """Ask for software TX and RX stamps; fall back to RX-only (SO_TIMESTAMPNS).
+
+        TX stamps come back on the error queue carrying the id we attach to each send
+        (SCM_TS_OPT_ID), so they are matched to probes exactly, with no packet copy.
+        """
+        if not C.IS_LINUX:
+            return False
+        flags = (
+            C.SOF_TIMESTAMPING_TX_SOFTWARE
+            | C.SOF_TIMESTAMPING_RX_SOFTWARE
+            | C.SOF_TIMESTAMPING_SOFTWARE
+            | C.SOF_TIMESTAMPING_OPT_ID
+            | C.SOF_TIMESTAMPING_OPT_TSONLY
+        )
+        if self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPING, flags):
+            return True
+        self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1)
+        return False
+
+    def _disable_tx_timestamps(self) -> None:
+        self.tx_timestamps = False
+        flags = C.SOF_TIMESTAMPING_RX_SOFTWARE | C.SOF_TIMESTAMPING_SOFTWARE
+        if not self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPING, flags):
+            self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1)
+
+    def _bind(self, identifier: int, options: SocketOptions) -> int:
+        """Bind to the source address, if any; a datagram socket's port *is* its identifier."""
+        if self.kind is SocketKind.RAW and options.source is None:
+            return identifier
+        address = options.source or ("0.0.0.0" if self.family is Family.V4 else "::")
+        port = identifier if self.kind is SocketKind.DATAGRAM else 0
+        try:
+            self._sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
+                raise InvalidArgumentError(f"cannot use source address {address}: {exc.strerror}") from exc
+            if exc.errno != errno.EADDRINUSE or self.kind is not SocketKind.DATAGRAM:
+                raise
+            self._sock.bind((address, 0))
+        if self.kind is SocketKind.DATAGRAM:
+            port_now: int = self._sock.getsockname()[1]
+            return port_now
+        return identifier
+
+    # -- I/O -----------------------------------------------------------------------------
+
+    def send(self, packet: bytes, address: str, *, ttl: int | None) -> int | None:
+        """Hand *packet* to the kernel now; return the TX timestamp id, if stamps are on.
+
+        Raises :class:`BlockingIOError` when the send buffer is full (wait writable and
+        retry) and :class:`OSError` for a refused send, which the caller turns into a
+        :class:`~trioping.SendError` result for that one probe.
+        """
+        ancillary: list[tuple[int, int, bytes]] = []
+        if ttl is not None:
+            if self.family is Family.V4:
+                ancillary.append((C.IPPROTO_IP, C.IP_TTL, _INT.pack(ttl)))
+            else:
+                ancillary.append((C.IPPROTO_IPV6, C.IPV6_HOPLIMIT, _INT.pack(ttl)))
+        tx_id: int | None = None
+        if self.tx_timestamps:
+            tx_id = self._next_tx_id
+            ancillary.append((C.SOL_SOCKET, C.SCM_TS_OPT_ID, _UINT.pack(tx_id)))
+        try:
+            self._sock_sendmsg(packet, ancillary, address)
+        except OSError as exc:
+            if tx_id is None or exc.errno != errno.EINVAL:
+                raise
+            # A kernel older than 6.13 does not know SCM_TS_OPT_ID: RX stamps only.
+            self._disable_tx_timestamps()
+            self._sock_sendmsg(packet, ancillary[:-1], address)
+            return None
+        if tx_id is not None:
+            self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
+        return tx_id
+
+    def _sock_sendmsg(self, packet: bytes, ancillary: list[tuple[int, int, bytes]], address: str) -> None:
+        if ancillary:
+            self._sock.sendmsg([packet], ancillary, 0, (address, 0))
+        else:
+            self._sock.sendto(packet, (address, 0))
+
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.wait_writable(self._sock)
+
+    async def wait_readable(self) -> None:
+        await trio.lowlevel.wait_readable(self._sock)
+
+    def receive_ready(self, limit: int) -> Iterator[Received]:
+        """Yield up to *limit* datagrams already queued, without blocking."""
+        for _ in range(limit):
+            try:
+                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # A datagram socket may surface a pending ICMP error as the recv's errno;
+                # the error queue holds the details, which drain_error_queue reads.
+                if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EMSGSIZE):
+                    continue
+                raise
+            yield Received(data, ancillary, address[0] if address else "")
+
+    def error_queue_ready(self, limit: int) -> Iterator[Received]:
+        """Yield up to *limit* error-queue entries (TX stamps, datagram-socket ICMP errors)."""
+        for _ in range(limit):
+            try:
+                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            yield Received(data, ancillary, address[0] if address else "")
+
+
+def _block_all_but(types: tuple[int, ...]) -> int:
+    mask = 0xFFFF_FFFF
+    for icmp_type in types:
+        mask &= ~(1 << icmp_type)
+    return mask
+
+
+def _icmp6_filter(types: tuple[int, ...]) -> bytes:
+    words = [0xFFFF_FFFF] * 8
+    for icmp_type in types:
+        words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
+    return struct.pack("8I", *words)
+
+
+def _permission_advice(kind: SocketKind, detail: str) -> str:
+    if kind is SocketKind.RAW:
+        return (
+            f"{detail}: raw ICMP sockets need root or CAP_NET_RAW "
+            "(e.g. `setcap cap_net_raw+ep` on the interpreter), or use datagram sockets"
+        )
+    return (
+        f"{detail}: datagram ICMP sockets need the process's group inside "
+        "net.ipv4.ping_group_range (e.g. `sysctl -w net.ipv4.ping_group_range='0 2147483647'`)"
+    )

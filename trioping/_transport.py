@@ -1,0 +1,351 @@
+"""One socket per address family, its receiver task, and the table of probes in flight.
+
+The receiver is the only reader of its socket.  Every datagram is decoded by the sans-I/O
+codec and matched in O(1) by ``(source address, sequence)`` -- for ICMP errors, by the
+quoted request's ``(destination, sequence)`` -- then checked against the probe's exact
+payload (stamp, per-pinger token, fill) before it may count.  Results are handed to the
+probe's owner (a :class:`ProbeOwner`), which decides what a caller sees.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from . import _constants as C
+from ._ancillary import Ancillary, parse_ancillary, parse_error_queue
+from ._errors import PacketError
+from ._packet import (
+    EchoMessage,
+    ErrorMessage,
+    Family,
+    InvalidReason,
+    check_payload,
+    decode_error_payload,
+    decode_icmpv4,
+    decode_icmpv6,
+    decode_ipv4,
+    encode_echo_request,
+    make_payload,
+)
+from ._results import (
+    IcmpError,
+    InvalidReply,
+    LateReply,
+    ProbeResult,
+    Reply,
+    RttClock,
+    SendError,
+    Timeout,
+)
+from ._socket import IcmpSocket, Received, SocketKind
+
+_BATCH = 512
+_SEQUENCE_SPACE = 0x10000
+
+
+class ProbeState(enum.Enum):
+    WAITING = "waiting"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class ProbeOwner(Protocol):
+    """Whoever sent a probe and wants its results (a stream, a fan-out batch...)."""
+
+    def deliver(self, probe: Probe, result: ProbeResult) -> None: ...
+
+
+class Probe:
+    """One echo request in flight, and what we need to judge its replies."""
+
+    __slots__ = (
+        "done",
+        "index",
+        "owner",
+        "payload",
+        "sent_mono_ns",
+        "sent_wall_ns",
+        "sequence",
+        "state",
+        "target",
+        "tx_id",
+        "tx_ns",
+    )
+
+    def __init__(
+        self, target: str, sequence: int, index: int, payload: bytes, sent_wall_ns: int, owner: ProbeOwner
+    ) -> None:
+        self.target = target
+        self.sequence = sequence
+        self.index = index
+        self.payload = payload
+        self.sent_wall_ns = sent_wall_ns
+        self.sent_mono_ns = 0
+        self.tx_ns: int | None = None
+        self.tx_id: int | None = None
+        self.state = ProbeState.WAITING
+        self.owner = owner
+        self.done: trio.Event | None = None
+
+    def finish(self, state: ProbeState) -> None:
+        self.state = state
+        if self.done is not None:
+            self.done.set()
+
+
+def compute_rtt(probe: Probe, rx_wall_ns: int | None, now_mono_ns: int) -> tuple[float, RttClock]:
+    """The probe's round-trip time in seconds, and the clock it came from.
+
+    Kernel stamps are CLOCK_REALTIME, which can step.  The monotonic time from just before
+    ``sendmsg`` to now bounds the true RTT from above (the kernel stamps lie inside it), so
+    a kernel figure that is not positive or exceeds that bound means the wall clock moved:
+    the monotonic figure is used instead.
+    """
+    elapsed_ns = now_mono_ns - probe.sent_mono_ns
+    if rx_wall_ns is not None:
+        if probe.tx_ns is not None:
+            sent_ns, clock = probe.tx_ns, RttClock.KERNEL
+        else:
+            sent_ns, clock = probe.sent_wall_ns, RttClock.KERNEL_RX
+        rtt_ns = rx_wall_ns - sent_ns
+        slack_ns = 1_000_000 + elapsed_ns // 1000
+        if 0 < rtt_ns <= elapsed_ns + slack_ns:
+            return rtt_ns / 1e9, clock
+    return max(elapsed_ns, 1) / 1e9, RttClock.MONOTONIC
+
+
+class Transport:
+    """One :class:`IcmpSocket`, its receiver, and the demultiplexing table."""
+
+    def __init__(self, sock: IcmpSocket, token: bytes) -> None:
+        self.sock = sock
+        self.family = sock.family
+        self.token = token
+        self.table: dict[tuple[str, int], Probe] = {}
+        self._tx_pending: dict[int, Probe] = {}
+        self._next_sequence: dict[str, int] = {}
+        self.kernel_drops = 0
+        """Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)."""
+        self.ignored = 0
+        """Datagrams that were not replies to our probes (other pingers, strays, junk)."""
+        self._decode: Callable[[Received, Ancillary], EchoMessage | ErrorMessage | None]
+        if self.family is Family.V4:
+            self._decode = _decode_v4_raw if sock.kind is SocketKind.RAW else _decode_v4_datagram
+        else:
+            self._decode = _decode_v6
+
+    @property
+    def identifier(self) -> int:
+        return self.sock.identifier
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _allocate_sequence(self, target: str) -> int:
+        """Next sequence for *target*, skipping ones still waiting after a full wrap.
+
+        An old answered or expired probe on the same key is evicted: after 65,536 probes to
+        one host its duplicates can no longer be told apart, as in iputils' table.
+        """
+        sequence = self._next_sequence.get(target, 1)
+        for _ in range(_SEQUENCE_SPACE):
+            old = self.table.get((target, sequence))
+            if old is None or old.state is not ProbeState.WAITING:
+                if old is not None:
+                    self.forget(old)
+                self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
+                return sequence
+            sequence = (sequence + 1) % _SEQUENCE_SPACE
+        raise RuntimeError(f"65,536 probes to {target} are all still waiting")
+
+    def try_send(
+        self, target: str, *, index: int, size: int, ttl: int | None, owner: ProbeOwner
+    ) -> Probe | SendError | None:
+        """Send one echo now.  None means the socket buffer is full: wait writable, retry."""
+        sequence = self._allocate_sequence(target)
+        wall_ns = time.time_ns()
+        payload = make_payload(size, wall_ns, self.token)
+        packet = encode_echo_request(self.family, self.identifier, sequence, payload)
+        probe = Probe(target, sequence, index, payload, wall_ns, owner)
+        key = (target, sequence)
+        self.table[key] = probe
+        probe.sent_mono_ns = time.monotonic_ns()
+        try:
+            tx_id = self.sock.send(packet, target, ttl=ttl)
+        except BlockingIOError:
+            del self.table[key]
+            self._next_sequence[target] = sequence
+            return None
+        except OSError as exc:
+            del self.table[key]
+            return SendError(target, sequence, index, exc.errno or 0, exc.strerror or str(exc))
+        if tx_id is not None:
+            probe.tx_id = tx_id
+            self._tx_pending[tx_id] = probe
+        return probe
+
+    async def send(
+        self, target: str, *, index: int, size: int, ttl: int | None, owner: ProbeOwner
+    ) -> Probe | SendError:
+        while True:
+            sent = self.try_send(target, index=index, size=size, ttl=ttl, owner=owner)
+            if sent is not None:
+                return sent
+            await self.sock.wait_writable()
+
+    def expire(self, probe: Probe) -> Timeout | None:
+        """Declare a still-waiting probe lost and tell its owner; replies later are *late*."""
+        if probe.state is not ProbeState.WAITING:
+            return None
+        probe.finish(ProbeState.EXPIRED)
+        result = Timeout(probe.target, probe.sequence, probe.index)
+        probe.owner.deliver(probe, result)
+        return result
+
+    def forget(self, probe: Probe) -> None:
+        """Remove *probe* from the tables; its replies are ignored from now on."""
+        key = (probe.target, probe.sequence)
+        if self.table.get(key) is probe:
+            del self.table[key]
+        if probe.tx_id is not None and self._tx_pending.get(probe.tx_id) is probe:
+            del self._tx_pending[probe.tx_id]
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def receive_forever(self) -> None:
+        """The socket's one reader: sleep until readable, then drain what is queued."""
+        while True:
+            await self.sock.wait_readable()
+            self.drain()
+
+    def drain(self) -> None:
+        if self.sock.tx_timestamps or self.sock.kind is SocketKind.DATAGRAM:
+            for entry in self.sock.error_queue_ready(_BATCH):
+                self._on_error_queue(entry)
+        for received in self.sock.receive_ready(_BATCH):
+            self._on_datagram(received)
+
+    def _on_datagram(self, received: Received) -> None:
+        ancillary = parse_ancillary(received.ancillary)
+        if ancillary.dropped is not None:
+            self.kernel_drops = ancillary.dropped
+        try:
+            message = self._decode(received, ancillary)
+        except PacketError:
+            self.ignored += 1
+            return
+        if isinstance(message, EchoMessage):
+            self._on_echo(message, ancillary)
+        elif isinstance(message, ErrorMessage):
+            self._on_icmp_error(message, received.address)
+        else:
+            self.ignored += 1
+
+    def _ours(self, identifier: int) -> bool:
+        return self.sock.kind is SocketKind.DATAGRAM or identifier == self.identifier
+
+    def _on_echo(self, message: EchoMessage, ancillary: Ancillary) -> None:
+        now_mono_ns = time.monotonic_ns()
+        source = message.source or ""
+        probe = self.table.get((source, message.sequence))
+        if not message.is_reply or probe is None or not self._ours(message.identifier):
+            self.ignored += 1
+            return
+        reason = InvalidReason.BAD_CHECKSUM if message.checksum_ok is False else None
+        reason = reason or check_payload(message.payload, probe.payload)
+        if reason is not None:
+            probe.owner.deliver(probe, InvalidReply(probe.target, source, probe.sequence, probe.index, reason))
+            return
+        rtt, clock = compute_rtt(probe, ancillary.kernel_ns, now_mono_ns)
+        ttl = message.ttl if message.ttl is not None else ancillary.ttl
+        fields = (probe.target, source, probe.sequence, probe.index, message.icmp_size, ttl, rtt, clock)
+        result: ProbeResult
+        if probe.state is ProbeState.WAITING:
+            probe.finish(ProbeState.ANSWERED)
+            result = Reply(*fields)
+        elif probe.state is ProbeState.ANSWERED:
+            result = Reply(*fields, duplicate=True)
+        else:
+            result = LateReply(*fields)
+        probe.owner.deliver(probe, result)
+
+    def _on_icmp_error(self, message: ErrorMessage, sender: str) -> None:
+        probe = self.table.get((message.target, message.sequence))
+        if probe is None or not self._ours(message.identifier) or probe.state is not ProbeState.WAITING:
+            self.ignored += 1
+            return
+        probe.finish(ProbeState.FAILED)
+        source = message.source or sender
+        result = IcmpError(
+            probe.target,
+            source,
+            probe.sequence,
+            probe.index,
+            self.family,
+            message.icmp_type,
+            message.code,
+            message.info,
+        )
+        probe.owner.deliver(probe, result)
+
+    def _on_error_queue(self, entry: Received) -> None:
+        queued = parse_error_queue(entry.ancillary)
+        if queued is None:
+            return
+        if queued.origin == C.SO_EE_ORIGIN_TIMESTAMPING:
+            probe = self._tx_pending.pop(queued.data, None)
+            if probe is not None:
+                probe.tx_ns = queued.kernel_ns
+            return
+        # An ICMP or local error for a datagram socket: the entry's data is our request.
+        try:
+            quoted = decode_error_payload(self.family, entry.data)
+        except PacketError:
+            quoted = None
+        if quoted is None:
+            self.ignored += 1
+            return
+        probe = self.table.get((entry.address, quoted[1]))
+        if probe is None or probe.state is not ProbeState.WAITING:
+            self.ignored += 1
+            return
+        if queued.origin in (C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_ICMP6):
+            probe.finish(ProbeState.FAILED)
+            result: ProbeResult = IcmpError(
+                probe.target,
+                queued.offender or entry.address,
+                probe.sequence,
+                probe.index,
+                self.family,
+                queued.icmp_type,
+                queued.code,
+                queued.info,
+            )
+        else:
+            probe.finish(ProbeState.FAILED)
+            detail = _local_error_text(queued.errno, queued.info)
+            result = SendError(probe.target, probe.sequence, probe.index, queued.errno, detail)
+        probe.owner.deliver(probe, result)
+
+
+def _local_error_text(error_number: int, info: int) -> str:
+    text = f"local error: {os.strerror(error_number)}"
+    return f"{text}, mtu={info}" if info else text
+
+
+def _decode_v4_raw(received: Received, _ancillary: Ancillary) -> EchoMessage | ErrorMessage | None:
+    return decode_ipv4(received.data)
+
+
+def _decode_v4_datagram(received: Received, ancillary: Ancillary) -> EchoMessage | ErrorMessage | None:
+    return decode_icmpv4(received.data, source=received.address, ttl=ancillary.ttl)
+
+
+def _decode_v6(received: Received, ancillary: Ancillary) -> EchoMessage | ErrorMessage | None:
+    return decode_icmpv6(received.data, source=received.address, hop_limit=ancillary.ttl)
