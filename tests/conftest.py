@@ -1,0 +1,24 @@
+"""Shared fixtures: privilege checks, and the network-namespace lab (tests/netlab.py)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+pytest_plugins = ["tests.netlab"]
+
+
+def _can_open_raw_icmp() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+    except PermissionError:
+        return False
+    return True
+
+
+CAN_RAW = _can_open_raw_icmp()
+
+requires_raw = pytest.mark.skipif(
+    not CAN_RAW, reason="raw ICMP sockets need root or CAP_NET_RAW; run the suite as root to include these"
+)

@@ -1,0 +1,292 @@
+"""The library on real raw sockets, over loopback (127.0.0.0/8 and ::1)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import pytest
+import trio
+import trio.testing
+
+import trioping
+from trioping import (
+    Family,
+    InvalidArgumentError,
+    Reply,
+    ResolutionError,
+    RttClock,
+    Timeout,
+)
+from trioping._transport import Probe, compute_rtt
+
+from .conftest import requires_raw
+
+pytestmark = requires_raw
+
+KERNEL_HAS_TS_OPT_ID = tuple(int(part) for part in os.uname().release.split(".")[:2] if part.isdigit()) >= (6, 13)
+
+
+@pytest.mark.parametrize(("host", "family"), [("127.0.0.1", Family.V4), ("::1", Family.V6)])
+async def test_probe_returns_a_reply_with_kernel_rtt(host: str, family: Family) -> None:
+    async with trioping.open_pinger() as pinger:
+        result = await pinger.probe(host, timeout=2)
+        assert pinger.socket_kind(family) is trioping.SocketKind.RAW
+    assert isinstance(result, Reply)
+    assert (result.target, result.source, result.sequence, result.index) == (host, host, 1, 0)
+    assert result.size == 64
+    assert result.ttl == 64
+    assert not result.duplicate
+    assert 0 < result.rtt < 1.0
+    if KERNEL_HAS_TS_OPT_ID:
+        assert result.clock is RttClock.KERNEL
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_ping_counts_every_reply(host: str) -> None:
+    async with trioping.open_pinger() as pinger:
+        stats = await pinger.ping(host, count=4, interval=0.01, timeout=2)
+    assert (stats.transmitted, stats.received, stats.duplicates, stats.errors) == (4, 4, 0, 0)
+    assert (stats.late, stats.invalid, stats.loss) == (0, 0, 0.0)
+    assert [r.sequence for r in stats.replies] == [1, 2, 3, 4]
+    assert [r.index for r in stats.replies] == [0, 1, 2, 3]
+    assert len(stats.rtts) == 4
+    assert stats.rtt_min is not None
+    assert stats.rtt_max is not None
+    assert 0 < stats.rtt_min <= stats.rtt_max
+    assert stats.address == host
+
+
+async def test_distinct_loopback_addresses_answer_as_themselves() -> None:
+    targets = [f"127.0.{i}.{j}" for i in (0, 1) for j in (2, 3, 4)]
+    async with trioping.open_pinger() as pinger:
+        results = {t: await pinger.probe(t, timeout=2) for t in targets}
+    for target, result in results.items():
+        assert isinstance(result, Reply)
+        assert result.source == target
+
+
+@pytest.mark.parametrize(("size", "family"), [(0, 4), (7, 4), (8, 6), (15, 4), (16, 6), (1472, 4), (9000, 6)])
+async def test_sizes_from_zero_to_jumbo(size: int, family: int) -> None:
+    host = "127.0.0.1" if family == 4 else "::1"
+    async with trioping.open_pinger() as pinger:
+        stats = await pinger.ping(host, count=2, interval=0.01, size=size)
+    assert stats.received == 2
+    assert {r.size for r in stats.replies} == {size + 8}
+
+
+async def test_largest_ipv4_echo_is_sent_and_answered() -> None:
+    async with trioping.open_pinger() as pinger:
+        result = await pinger.probe("127.0.0.1", size=65507)
+    assert isinstance(result, Reply)
+    assert result.size == 65515
+
+
+async def test_ttl_is_applied_per_probe() -> None:
+    async with trioping.open_pinger() as pinger:
+        result = await pinger.probe("127.0.0.1", ttl=7)
+    # On loopback the reply's TTL is the host's own default, but the probe must go out.
+    assert isinstance(result, Reply)
+
+
+async def test_two_pingers_never_count_each_others_replies() -> None:
+    results: dict[str, trioping.PingStats] = {}
+
+    async def run(name: str, pinger: trioping.Pinger, count: int) -> None:
+        results[name] = await pinger.ping("127.0.0.1", count=count, interval=0.002, timeout=2)
+
+    async with trioping.open_pinger() as a, trioping.open_pinger() as b:
+        assert (a.identifier, a.token) != (b.identifier, b.token)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "a", a, 30)
+            nursery.start_soon(run, "b", b, 17)
+    assert (results["a"].transmitted, results["a"].received, results["a"].duplicates) == (30, 30, 0)
+    assert (results["b"].transmitted, results["b"].received, results["b"].duplicates) == (17, 17, 0)
+    assert results["a"].invalid == results["b"].invalid == 0
+
+
+async def test_two_streams_on_one_pinger_to_one_host_get_their_own_sequences() -> None:
+    async with trioping.open_pinger() as pinger, trio.open_nursery() as nursery:
+        stats: list[trioping.PingStats] = []
+
+        async def run() -> None:
+            stats.append(await pinger.ping("127.0.0.1", count=10, interval=0.001))
+
+        nursery.start_soon(run)
+        nursery.start_soon(run)
+    assert [s.received for s in stats] == [10, 10]
+    sequences = [r.sequence for s in stats for r in s.replies]
+    assert len(set(sequences)) == 20
+
+
+async def test_sequence_numbers_wrap_around() -> None:
+    async with trioping.open_pinger() as pinger:
+        transport = pinger._transport(Family.V4)
+        transport._next_sequence["127.0.0.1"] = 0xFFFE
+        stats = await pinger.ping("127.0.0.1", count=4, interval=0.001)
+    assert [r.sequence for r in stats.replies] == [0xFFFE, 0xFFFF, 0, 1]
+    assert stats.received == 4
+
+
+async def test_accepts_ipaddress_objects_and_names() -> None:
+    async with trioping.open_pinger() as pinger:
+        by_object = await pinger.probe(ipaddress.ip_address("127.0.0.1"))
+        by_name = await pinger.ping("localhost", count=1)
+    assert isinstance(by_object, Reply)
+    assert by_name.received == 1
+    assert by_name.host == "localhost"
+
+
+async def test_family_preference_is_honoured() -> None:
+    async with trioping.open_pinger() as pinger:
+        with pytest.raises(InvalidArgumentError, match="Address family"):
+            await pinger.probe("::1", family=4)
+        result = await pinger.probe("localhost", family=4)
+    assert isinstance(result, Reply)
+    assert result.source == "127.0.0.1"
+
+
+async def test_resolution_failure_is_raised_bare_not_in_a_group() -> None:
+    with pytest.raises(ResolutionError, match=r"nonexistent\.invalid"):
+        async with trioping.open_pinger() as pinger:
+            await pinger.ping("nonexistent.invalid", count=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"count": 0},
+        {"count": -1},
+        {"interval": -0.5},
+        {"interval": float("nan")},
+        {"timeout": 0},
+        {"timeout": -1},
+        {"ttl": 0},
+        {"ttl": 256},
+        {"size": -1},
+        {"size": 65508, "family": 4},
+        {"deadline": -1},
+        {"family": 5},
+    ],
+)
+async def test_bad_arguments_raise_before_sending(kwargs: dict[str, float]) -> None:
+    async with trioping.open_pinger() as pinger:
+        with pytest.raises(InvalidArgumentError):
+            await pinger.ping("127.0.0.1", **kwargs)  # type: ignore[arg-type]
+        assert pinger._transports == {}
+
+
+async def test_cancelling_a_ping_leaves_the_pinger_usable_and_the_table_empty() -> None:
+    async with trioping.open_pinger() as pinger:
+        with trio.move_on_after(0.05):
+            await pinger.ping("127.0.0.1", count=1000, interval=0.01)
+        transport = pinger._transport(Family.V4)
+        await trio.testing.wait_all_tasks_blocked()
+        assert transport.table == {}
+        assert transport._tx_pending == {}
+        stats = await pinger.ping("127.0.0.1", count=2, interval=0.01)
+    assert stats.received == 2
+
+
+async def _sent_after_a_pause(stream: trioping.PingStream) -> tuple[int, int]:
+    await trio.sleep(0.03)
+    before = stream.statistics.transmitted
+    await trio.sleep(0.05)
+    return before, stream.statistics.transmitted
+
+
+async def test_leaving_a_stream_block_stops_it() -> None:
+    async with trioping.open_pinger() as pinger:
+        async with pinger.stream("127.0.0.1", interval=0.005) as stream:
+            async for result in stream:
+                assert isinstance(result, Reply)
+                if result.index == 2:
+                    break
+        before, after = await _sent_after_a_pause(stream)
+        assert before == after
+        assert stream.statistics.received >= 3
+        assert pinger._transport(Family.V4).table == {}
+
+
+async def test_a_dropped_stream_stops_sending() -> None:
+    async with trioping.open_pinger() as pinger:
+        async for result in pinger.stream("127.0.0.1", interval=0.005):
+            assert isinstance(result, Reply)
+            break
+        await trio.sleep(0.03)
+        assert pinger._transport(Family.V4).table == {}
+        assert len(pinger._nursery.child_tasks) == 1  # only the receiver remains
+
+
+async def test_cancelling_the_consumer_stops_the_stream() -> None:
+    async with trioping.open_pinger() as pinger:
+        stream = pinger.stream("::1", interval=0.005)
+        with trio.move_on_after(0.05):
+            async for _ in stream:
+                pass
+        before, after = await _sent_after_a_pause(stream)
+        assert before == after > 0
+
+
+async def test_stream_statistics_are_live() -> None:
+    async with trioping.open_pinger() as pinger:
+        stream = pinger.stream("::1", count=3, interval=0.01)
+        snapshots = [stream.statistics.received async for _ in stream]
+        assert snapshots == [1, 2, 3]
+        assert stream.statistics.transmitted == 3
+        assert stream.outstanding == 0
+
+
+async def test_deadline_ends_the_run() -> None:
+    async with trioping.open_pinger() as pinger:
+        stats = await pinger.ping("127.0.0.1", count=100, interval=0.02, deadline=0.1)
+    assert 3 <= stats.transmitted <= 7
+    assert stats.received == stats.transmitted
+
+
+async def test_module_level_ping() -> None:
+    stats = await trioping.ping("127.0.0.1", count=2, interval=0.01)
+    assert stats.received == 2
+
+
+async def test_closed_pinger_refuses_work() -> None:
+    async with trioping.open_pinger() as pinger:
+        pass
+    with pytest.raises(trio.ClosedResourceError):
+        await pinger.probe("127.0.0.1")
+
+
+def _probe_sent(mono_ns: int, wall_ns: int, tx_ns: int | None) -> Probe:
+    probe = Probe("127.0.0.1", 1, 0, b"", wall_ns, owner=None)  # type: ignore[arg-type]
+    probe.sent_mono_ns = mono_ns
+    probe.tx_ns = tx_ns
+    return probe
+
+
+def test_rtt_prefers_kernel_stamps() -> None:
+    probe = _probe_sent(mono_ns=1_000_000, wall_ns=5_000_000_000, tx_ns=5_000_010_000)
+    assert compute_rtt(probe, rx_wall_ns=5_000_030_000, now_mono_ns=1_100_000) == (20e-6, RttClock.KERNEL)
+    probe.tx_ns = None
+    assert compute_rtt(probe, rx_wall_ns=5_000_030_000, now_mono_ns=1_100_000) == (30e-6, RttClock.KERNEL_RX)
+    assert compute_rtt(probe, rx_wall_ns=None, now_mono_ns=1_100_000) == (100e-6, RttClock.MONOTONIC)
+
+
+@pytest.mark.parametrize("step_ns", [-3_600_000_000_000, -100_000, 3_600_000_000_000])
+def test_rtt_survives_a_wall_clock_step(step_ns: int) -> None:
+    probe = _probe_sent(mono_ns=0, wall_ns=10**18, tx_ns=10**18 + 1000)
+    rtt, clock = compute_rtt(probe, rx_wall_ns=10**18 + 50_000 + step_ns, now_mono_ns=60_000)
+    assert rtt == 60e-6
+    assert clock is RttClock.MONOTONIC
+
+
+async def test_timeout_is_loss_in_virtual_time(autojump_clock: trio.testing.MockClock, netlab: object) -> None:
+    from tests.netlab import NetLab
+
+    assert isinstance(netlab, NetLab)
+    async with trioping.open_pinger() as pinger:
+        result = await pinger.probe(netlab.silent_v4, timeout=5)
+        stats = await pinger.ping(netlab.silent_v6, count=3, interval=1, timeout=5)
+    assert isinstance(result, Timeout)
+    assert (stats.transmitted, stats.received, stats.loss) == (3, 0, 1.0)
+    assert all(isinstance(r, Timeout) for r in stats.results)
+    assert stats.rtt_avg is None
