@@ -110,7 +110,7 @@ def test_module_and_console_script_agree() -> None:
         (["-6", "127.0.0.1"], "Address family"),
         (["-4", "-6", "127.0.0.1"], "-4"),
         (["127.0.0.1", "--no-such-option"], "no-such-option"),
-        ([], "host"),
+        ([], "hosts"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(args: list[str], message: str) -> None:

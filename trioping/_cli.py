@@ -74,7 +74,9 @@ app = typer.Typer(
 
 @app.command(help="Send ICMP echo requests to HOST, like iputils ping.")
 def _command(
-    host: Annotated[str, typer.Argument(help="Host name or IP address to ping.", show_default=False)],
+    hosts: Annotated[
+        list[str], typer.Argument(help="Host names or IP addresses; several print like fping.", show_default=False)
+    ],
     count: Annotated[
         int | None, typer.Option("-c", "--count", help="Stop after COUNT probes (default: until interrupted).")
     ] = None,
@@ -91,8 +93,10 @@ def _command(
     ipv4: Annotated[bool, typer.Option("-4", help="Use IPv4 only.")] = False,
     ipv6: Annotated[bool, typer.Option("-6", help="Use IPv6 only.")] = False,
 ) -> None:
+    if len(hosts) != 1:
+        raise UsageError("pinging several hosts at once is not implemented yet")
     options = PingOptions(
-        host=host,
+        host=hosts[0],
         count=count,
         interval=interval,
         size=size,
