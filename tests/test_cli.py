@@ -201,3 +201,19 @@ def test_deadline_with_count_short_of_replies_exits_1(netlab: object) -> None:
     done = run_cli(netlab.silent_v6, "-c", "5", "-w", "0.5", "-i", "0.1")
     assert done.returncode == 1
     assert "0 received" in done.stdout
+
+
+@requires_raw
+def test_closed_stdout_ends_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trioping", "127.0.0.1", "-c", "50", "-i", "0.01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("PING")
+    process.stdout.close()
+    _, err = process.communicate(timeout=10)
+    assert "Traceback" not in err
+    assert process.returncode == -signal.SIGPIPE

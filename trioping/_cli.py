@@ -215,5 +215,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGPIPE gets its default action back, so ``trioping ... | head`` ends quietly as ping
+    does, instead of Python turning it into a BrokenPipeError traceback.
+    """
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     raise SystemExit(main())
