@@ -25,6 +25,7 @@ from trioping._packet import (
     decode_ipv4,
     encode_echo_request,
     internet_checksum,
+    is_foreign,
     make_payload,
     payload_stamp,
     validate_size,
@@ -240,3 +241,15 @@ def test_identifier_and_sequence_are_16_bit() -> None:
         encode_echo_request(Family.V4, 0x10000, 0, b"")
     with pytest.raises(InvalidArgumentError):
         encode_echo_request(Family.V4, 0, -1, b"")
+
+
+@given(stamps, stamps, tokens, tokens, st.integers(16, 200))
+def test_foreign_replies_differ_in_stamp_and_token(
+    our_stamp: int, their_stamp: int, our_token: bytes, their_token: bytes, size: int
+) -> None:
+    ours = make_payload(size, our_stamp, our_token)
+    theirs = make_payload(size, their_stamp, their_token)
+    assert is_foreign(theirs, ours) == (our_stamp != their_stamp and our_token != their_token)
+    spoof = ours[:8] + their_token + ours[16:]
+    assert not is_foreign(spoof, ours)
+    assert not is_foreign(ours[:10], ours)

@@ -178,6 +178,20 @@ def check_payload(received: bytes, sent: bytes) -> InvalidReason | None:
     return InvalidReason.CORRUPTED
 
 
+def is_foreign(received: bytes, sent: bytes) -> bool:
+    """True when *received* carries another sender's stamp **and** token.
+
+    That is another pinger's reply which happens to share our identifier and sequence
+    (1 in 65,536 for two raw-socket pingers): it is ignored, not reported.  A reply with our
+    stamp but a wrong token was made from our request -- a spoof -- and is reported invalid.
+    """
+    if len(received) < PAYLOAD_PREFIX_SIZE or len(sent) < PAYLOAD_PREFIX_SIZE:
+        return False
+    return received[:STAMP_SIZE] != sent[:STAMP_SIZE] and (
+        received[STAMP_SIZE:PAYLOAD_PREFIX_SIZE] != sent[STAMP_SIZE:PAYLOAD_PREFIX_SIZE]
+    )
+
+
 def encode_echo_request(family: Family, identifier: int, sequence: int, payload: bytes) -> bytes:
     """An ICMP (v4) or ICMPv6 echo request message, without IP header.
 

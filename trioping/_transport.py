@@ -31,6 +31,7 @@ from ._packet import (
     decode_icmpv6,
     decode_ipv4,
     encode_echo_request,
+    is_foreign,
     make_payload,
 )
 from ._results import (
@@ -259,6 +260,9 @@ class Transport:
             return
         reason = InvalidReason.BAD_CHECKSUM if message.checksum_ok is False else None
         reason = reason or check_payload(message.payload, probe.payload)
+        if reason is InvalidReason.WRONG_TOKEN and is_foreign(message.payload, probe.payload):
+            self.ignored += 1
+            return
         if reason is not None:
             probe.owner.deliver(probe, InvalidReply(probe.target, source, probe.sequence, probe.index, reason))
             return
