@@ -105,6 +105,25 @@ async def test_two_pingers_never_count_each_others_replies() -> None:
     assert results["a"].invalid == results["b"].invalid == 0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_pingers_sharing_an_identifier_are_told_apart_by_token(host: str) -> None:
+    """The 1-in-65,536 case: same identifier, same host, same sequences, same moment."""
+    async with trioping.open_pinger() as a, trioping.open_pinger() as b:
+        b.identifier = a.identifier
+        results: list[trioping.PingStats] = []
+
+        async def run(pinger: trioping.Pinger) -> None:
+            results.append(await pinger.ping(host, count=20, interval=0.002))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, a)
+            nursery.start_soon(run, b)
+        family = Family.V6 if ":" in host else Family.V4
+        assert a._transport(family).ignored >= 20
+    for stats in results:
+        assert (stats.transmitted, stats.received, stats.duplicates, stats.invalid) == (20, 20, 0, 0)
+
+
 async def test_two_streams_on_one_pinger_to_one_host_get_their_own_sequences() -> None:
     async with trioping.open_pinger() as pinger, trio.open_nursery() as nursery:
         stats: list[trioping.PingStats] = []
