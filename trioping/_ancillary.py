@@ -46,20 +46,50 @@ def timespec_ns(data: bytes, index: int = 0) -> int | None:
     return stamp or None
 
 
+_SOL_SOCKET = C.SOL_SOCKET
+_STAMP_KINDS = (C.SO_TIMESTAMPING, C.SO_TIMESTAMPNS)
+_SO_RXQ_OVFL = C.SO_RXQ_OVFL
+_TTL_KINDS = ((C.IPPROTO_IP, C.IP_TTL), (C.IPPROTO_IPV6, C.IPV6_HOPLIMIT))
+_ERROR_KINDS = ((C.IPPROTO_IP, C.IP_RECVERR), (C.IPPROTO_IPV6, C.IPV6_RECVERR))
+_ORIGIN_TIMESTAMPING = C.SO_EE_ORIGIN_TIMESTAMPING
+
+
 def parse_ancillary(items: Iterable[Cmsg]) -> Ancillary:
+    # Runs once per received datagram: constants are module globals, not attribute lookups.
     result = Ancillary()
     for level, kind, data in items:
-        if level == C.SOL_SOCKET:
-            if kind in (C.SO_TIMESTAMPING, C.SO_TIMESTAMPNS):
-                result.kernel_ns = timespec_ns(data, 0)
-            elif kind == C.SO_RXQ_OVFL and len(data) >= _UINT.size:
+        if level == _SOL_SOCKET:
+            if kind in _STAMP_KINDS:
+                if len(data) >= 16:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                    result.kernel_ns = seconds * 1_000_000_000 + nanoseconds or None
+                else:
+                    result.kernel_ns = None
+            elif kind == _SO_RXQ_OVFL and len(data) >= 4:
                 result.dropped = _UINT.unpack_from(data)[0]
-        elif (level, kind) in ((C.IPPROTO_IP, C.IP_TTL), (C.IPPROTO_IPV6, C.IPV6_HOPLIMIT)):
-            if len(data) >= _INT.size:
+        elif (level, kind) in _TTL_KINDS:
+            if len(data) >= 4:
                 result.ttl = _INT.unpack_from(data)[0]
             elif data:
                 result.ttl = data[0]
     return result
+
+
+def stamp_and_drops(items: Iterable[Cmsg]) -> tuple[int | None, int | None]:
+    """Just ``(kernel_ns, dropped)`` of :func:`parse_ancillary`, for the receive fast path
+    (where the TTL comes from the IP header)."""
+    stamp = dropped = None
+    for level, kind, data in items:
+        if level == _SOL_SOCKET:
+            if kind in _STAMP_KINDS:
+                if len(data) >= 16:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                    stamp = seconds * 1_000_000_000 + nanoseconds or None
+                else:
+                    stamp = None
+            elif kind == _SO_RXQ_OVFL and len(data) >= 4:
+                dropped = _UINT.unpack_from(data)[0]
+    return stamp, dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +115,12 @@ def parse_error_queue(items: Iterable[Cmsg]) -> QueuedError | None:
     extended: tuple[int, ...] | None = None
     offender: str | None = None
     stamp: int | None = None
+    # Runs once per transmitted probe (its TX timestamp): module constants, positional
+    # construction (a frozen dataclass built from keywords costs twice as much).
     for level, kind, data in items:
-        if level == C.SOL_SOCKET and kind in (C.SO_TIMESTAMPING, C.SO_TIMESTAMPNS):
+        if level == _SOL_SOCKET and kind in _STAMP_KINDS:
             stamp = timespec_ns(data, 0)
-        elif (level, kind) in ((C.IPPROTO_IP, C.IP_RECVERR), (C.IPPROTO_IPV6, C.IPV6_RECVERR)):
+        elif (level, kind) in _ERROR_KINDS:
             if len(data) < _EXTENDED_ERR.size:
                 continue
             extended = _EXTENDED_ERR.unpack_from(data)
@@ -96,16 +128,23 @@ def parse_error_queue(items: Iterable[Cmsg]) -> QueuedError | None:
     if extended is None:
         return None
     error_number, origin, icmp_type, code, _pad, info, data_word = extended
-    return QueuedError(
-        origin=origin,
-        errno=error_number,
-        icmp_type=icmp_type,
-        code=code,
-        info=info,
-        data=data_word,
-        offender=offender,
-        kernel_ns=stamp,
-    )
+    return QueuedError(origin, error_number, icmp_type, code, info, data_word, offender, stamp)
+
+
+def tx_timestamp(items: Iterable[Cmsg]) -> tuple[int, int | None] | None:
+    """``(id, kernel_ns)`` when an error-queue entry is a transmit timestamp -- one per
+    stamped send, so the common case -- without building a :class:`QueuedError`; None for
+    anything else, which :func:`parse_error_queue` then reads in full."""
+    stamp: int | None = None
+    identifier: int | None = None
+    for level, kind, data in items:
+        if level == _SOL_SOCKET and kind in _STAMP_KINDS:
+            stamp = timespec_ns(data, 0)
+        elif (level, kind) in _ERROR_KINDS and len(data) >= _EXTENDED_ERR.size:
+            _errno, origin, _type, _code, _pad, _info, identifier = _EXTENDED_ERR.unpack_from(data)
+            if origin != _ORIGIN_TIMESTAMPING:
+                return None
+    return None if identifier is None else (identifier, stamp)
 
 
 def _sockaddr_address(raw: bytes) -> str | None:

@@ -99,8 +99,11 @@ IPPROTO_ICMP = 1
 IPPROTO_ICMPV6 = 58
 
 _ICMP_HEADER = struct.Struct("!BBHHH")
+_CHECKSUM = struct.Struct("!H")
+_AF_INET = socket.AF_INET
+_inet_ntop = socket.inet_ntop
 _STAMP = struct.Struct("!Q")
-_FILL = bytes(i & 0xFF for i in range(MAX_SIZE_V6))
+_FILL = (bytes(range(256)) * (MAX_SIZE_V6 // 256 + 1))[:MAX_SIZE_V6]
 
 
 def validate_size(size: int, family: Family | None = None) -> int:
@@ -122,17 +125,15 @@ def internet_checksum(data: bytes) -> int:
 
     Verifying a message that carries its checksum yields 0, which is how replies are checked.
     """
+    # The data as one big-endian integer is the sum of its 16-bit words times powers of
+    # 2**16, and 2**16 = 1 (mod 0xFFFF): so the folded one's-complement sum is that integer
+    # mod 0xFFFF -- except that a non-zero sum folds to 0xFFFF, never to 0.  One C-level
+    # conversion and division instead of a Python loop over words (10x faster at 64 bytes).
     if len(data) % 2:
         data += b"\x00"
-    total = 0
-    view = memoryview(data)
-    for start in range(0, len(view), 65536):
-        chunk = view[start : start + 65536]
-        words = struct.unpack(f"!{len(chunk) // 2}H", chunk)
-        total += sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    whole = int.from_bytes(data, "big")
+    folded = whole % 0xFFFF or (0xFFFF if whole else 0)
+    return ~folded & 0xFFFF
 
 
 def make_payload(size: int, stamp_ns: int, token: bytes) -> bytes:
@@ -200,11 +201,62 @@ def encode_echo_request(family: Family, identifier: int, sequence: int, payload:
     """
     if not 0 <= identifier <= 0xFFFF or not 0 <= sequence <= 0xFFFF:
         raise InvalidArgumentError("identifier and sequence are 16-bit unsigned integers")
-    header = _ICMP_HEADER.pack(family.echo_request_type, 0, 0, identifier, sequence)
     if family is Family.V6:
-        return header + payload
-    checksum = internet_checksum(header + payload)
-    return _ICMP_HEADER.pack(ICMPV4_ECHO_REQUEST, 0, checksum, identifier, sequence) + payload
+        return _ICMP_HEADER.pack(ICMPV6_ECHO_REQUEST, 0, 0, identifier, sequence) + payload
+    message = _ICMP_HEADER.pack(ICMPV4_ECHO_REQUEST, 0, 0, identifier, sequence) + payload
+    return message[:2] + _CHECKSUM.pack(internet_checksum(message)) + message[4:]
+
+
+_HEADER_AND_STAMP = struct.Struct("!BBHHHQ")
+
+
+class EchoTemplate:
+    """Echo requests of one family, identifier, token and size, built fast.
+
+    Between two probes only the sequence and the stamp change, so the one's-complement sum
+    of everything else (type, identifier, token, fill) is computed once; each request is
+    then one ``struct`` call and a concatenation.  :meth:`build` returns exactly what
+    ``encode_echo_request(family, identifier, sequence, make_payload(size, stamp, token))``
+    does, and that payload.
+    """
+
+    __slots__ = ("_base", "_family", "_identifier", "_size", "_tail", "_token", "_type")
+
+    def __init__(self, family: Family, identifier: int, token: bytes, size: int) -> None:
+        if not 0 <= identifier <= 0xFFFF:
+            raise InvalidArgumentError("identifier and sequence are 16-bit unsigned integers")
+        self._family = family
+        self._identifier = identifier
+        self._token = token
+        self._size = size
+        self._type = ICMPV6_ECHO_REQUEST if family is Family.V6 else ICMPV4_ECHO_REQUEST
+        full = make_payload(size, 0, token)  # also checks the token
+        self._tail: bytes | None = full[STAMP_SIZE:] if size >= PAYLOAD_PREFIX_SIZE else None
+        tail = self._tail or b""
+        padded = tail + b"\x00" if len(tail) % 2 else tail
+        self._base = (self._type << 8) + identifier + int.from_bytes(padded, "big") % 0xFFFF
+
+    def build(self, sequence: int, stamp_ns: int) -> tuple[bytes, bytes]:
+        """(request, payload) for this *sequence* and send *stamp_ns*."""
+        tail = self._tail
+        if tail is None or not 0 <= sequence <= 0xFFFF:
+            payload = make_payload(self._size, stamp_ns, self._token)
+            return encode_echo_request(self._family, self._identifier, sequence, payload), payload
+        stamp = stamp_ns & 0xFFFF_FFFF_FFFF_FFFF
+        if self._type == ICMPV6_ECHO_REQUEST:
+            checksum = 0  # the kernel's job (see encode_echo_request)
+        else:
+            total = (
+                self._base
+                + sequence
+                + (stamp >> 48)
+                + ((stamp >> 32) & 0xFFFF)
+                + ((stamp >> 16) & 0xFFFF)
+                + (stamp & 0xFFFF)
+            )
+            checksum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF  # total > 0: the type is in it
+        request = _HEADER_AND_STAMP.pack(self._type, 0, checksum, self._identifier, sequence, stamp) + tail
+        return request, request[ICMP_HEADER_SIZE:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +305,28 @@ class ErrorMessage:
 
 Decoded = EchoMessage | ErrorMessage | None
 
+# version/IHL, TTL, protocol, source; then the ICMP type, identifier and sequence.
+_IPV4_ECHO = struct.Struct("!B7xBB2x4s4xB3xHH")
+
+
+def peek_ipv4_echo_reply(datagram: bytes) -> tuple[str, int, int, int] | None:
+    """The common case of :func:`decode_ipv4`, fast: ``(source, identifier, sequence, ttl)``
+    for an echo reply with a correct checksum behind a plain 20-byte IPv4 header.
+
+    None for anything else, which :func:`decode_ipv4` then decodes in full.  Whatever this
+    returns, ``decode_ipv4`` agrees with (an :class:`EchoMessage` of type 0, checksum
+    correct, payload ``datagram[28:]``); it builds no objects, so a receiver can match a
+    reply before paying for them.
+    """
+    if len(datagram) < IPV4_HEADER_SIZE + ICMP_HEADER_SIZE or datagram[0] != 0x45:
+        return None
+    _version_ihl, ttl, protocol, source, icmp_type, identifier, sequence = _IPV4_ECHO.unpack_from(datagram)
+    if protocol != IPPROTO_ICMP or icmp_type != ICMPV4_ECHO_REPLY:
+        return None
+    if internet_checksum(datagram[IPV4_HEADER_SIZE:]) != 0:
+        return None
+    return _inet_ntop(_AF_INET, source), identifier, sequence, ttl
+
 
 def decode_ipv4(datagram: bytes) -> Decoded:
     """Decode what an IPv4 raw ICMP socket delivers: IP header, then ICMP.
@@ -271,7 +345,7 @@ def decode_ipv4(datagram: bytes) -> Decoded:
         raise PacketError(f"bad IPv4 header length {header_size}")
     if datagram[9] != IPPROTO_ICMP:
         raise PacketError(f"IP protocol {datagram[9]} is not ICMP")
-    source = socket.inet_ntop(socket.AF_INET, datagram[12:16])
+    source = _inet_ntop(_AF_INET, datagram[12:16])
     return decode_icmpv4(datagram[header_size:], source=source, ttl=datagram[8])
 
 
@@ -281,15 +355,16 @@ def decode_icmpv4(message: bytes, *, source: str | None = None, ttl: int | None 
         raise PacketError(f"ICMP message of {len(message)} bytes is shorter than a header")
     icmp_type, code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(message)
     if icmp_type in (ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST):
+        # Positional: a frozen dataclass built from keywords costs twice as much.
         return EchoMessage(
-            icmp_type=icmp_type,
-            identifier=identifier,
-            sequence=sequence,
-            payload=message[ICMP_HEADER_SIZE:],
-            icmp_size=len(message),
-            checksum_ok=internet_checksum(message) == 0,
-            source=source,
-            ttl=ttl,
+            icmp_type,
+            identifier,
+            sequence,
+            message[ICMP_HEADER_SIZE:],
+            len(message),
+            internet_checksum(message) == 0,
+            source,
+            ttl,
         )
     if icmp_type not in ICMPV4_ERROR_TYPES:
         return None
