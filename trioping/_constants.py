@@ -3,7 +3,8 @@
 They live in one place so that a missing or platform-specific value is fixed once.  Values
 are the Linux ABI numbers (``include/uapi/asm-generic/socket.h``, ``linux/in.h``,
 ``linux/icmp.h``, ``linux/icmpv6.h``, ``linux/net_tstamp.h``); on other platforms the
-socket layer skips the options that need them.
+socket layer skips the options that need them.  Options that are portable (TTL, TOS, hop
+limit, traffic class) take the platform's own number from :mod:`socket` when it has one.
 """
 
 from __future__ import annotations
@@ -35,19 +36,21 @@ IPPROTO_IP = socket.IPPROTO_IP
 IPPROTO_IPV6 = socket.IPPROTO_IPV6
 IPPROTO_ICMP = socket.IPPROTO_ICMP
 IPPROTO_ICMPV6 = socket.IPPROTO_ICMPV6
-IP_TTL = 2  # also the cmsg type carrying a received TTL
+IP_TTL: int = getattr(socket, "IP_TTL", 2)  # also the cmsg type carrying a received TTL
 IP_RECVERR = 11
 IP_RECVTTL = 12
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DONT = 0
 IP_PMTUDISC_WANT = 1
 IP_PMTUDISC_DO = 2
-IP_TOS = 1
+IP_TOS: int = getattr(socket, "IP_TOS", 1)
+IP_MTU = 14  # getsockopt on a connected socket: the path MTU
 IPV6_RECVERR = 25
-IPV6_RECVHOPLIMIT = 51
-IPV6_HOPLIMIT = 52
+IPV6_RECVHOPLIMIT: int = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT: int = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_MTU_DISCOVER = 23
-IPV6_TCLASS = 67
+IPV6_TCLASS: int = getattr(socket, "IPV6_TCLASS", 67)
+IPV6_MTU = 24
 SO_BINDTODEVICE = 25
 
 SOL_RAW = 255

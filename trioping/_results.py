@@ -18,6 +18,7 @@ __all__ = [
     "InvalidReason",
     "InvalidReply",
     "LateReply",
+    "Outstanding",
     "ProbeResult",
     "Reply",
     "RttClock",
@@ -207,7 +208,9 @@ class IcmpError:
 class SendError:
     """The kernel refused to send the probe (``ENOBUFS``, ``EHOSTUNREACH``, ``EMSGSIZE``...).
 
-    Counted as an error, not as transmitted.
+    Counted as an error, not as transmitted.  For ``EMSGSIZE`` (a probe larger than the
+    path MTU with ``pmtu="do"``) ``mtu`` is that MTU and ``message`` reads as ping's
+    ``local error: message too long, mtu=1280``.
     """
 
     target: str
@@ -215,6 +218,7 @@ class SendError:
     index: int
     errno: int
     message: str
+    mtu: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +231,19 @@ class InvalidReply:
     sequence: int
     index: int
     reason: InvalidReason
+
+
+@dataclass(frozen=True, slots=True)
+class Outstanding:
+    """A probe still waiting for its reply when the next one is sent (``ping -O``).
+
+    Not a result: the probe may still be answered.  Passed to a stream's
+    ``on_outstanding`` callback.
+    """
+
+    target: str
+    sequence: int
+    index: int
 
 
 ProbeResult = Reply | LateReply | Timeout | IcmpError | SendError | InvalidReply

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import errno
+import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -30,9 +32,27 @@ _ANC_SIZE = 512
 _DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 _INT = struct.Struct("i")
 _UINT = struct.Struct("I")
+_NO_TX_STAMP = (C.SOL_SOCKET, C.SO_TIMESTAMPING, _UINT.pack(0))
 
 _V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
 _V6_WANTED_TYPES = (1, 2, 3, 4, 129)
+# Every errno the kernel turns an ICMP error into (icmp_err_convert, icmpv6_err_convert),
+# which a datagram socket raises once from recvmsg: an administratively prohibited IPv6
+# destination is EACCES, a parameter problem EPROTO.  None of them may stop the receiver.
+_ICMP_ERRNOS = frozenset(
+    {
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENOPROTOOPT,
+        errno.ECONNREFUSED,
+        errno.EMSGSIZE,
+        errno.EOPNOTSUPP,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EACCES,
+        errno.EPROTO,
+    }
+)
 
 
 class SocketKind(enum.Enum):
@@ -67,7 +87,7 @@ class SocketOptions:
     receive_buffer: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per datagram, and frozen costs twice as much
 class Received:
     data: bytes
     ancillary: list[tuple[int, int, bytes]]
@@ -81,6 +101,11 @@ class IcmpSocket:
         self.family = family
         self.kind = kind
         self.options = options
+        # Linux datagram sockets own the echo identifier (the socket's port: the kernel
+        # rewrites it on send and delivers only matching replies) and deliver no IPv4 header.
+        # macOS's keep ours and deliver the header, as raw sockets do.
+        self.kernel_owns_identifier = kind is SocketKind.DATAGRAM and C.IS_LINUX
+        self.delivers_ip_header = family is Family.V4 and not self.kernel_owns_identifier
         what = f"opening {kind.value} ICMPv{family.value} socket"
         proto = C.IPPROTO_ICMP if family is Family.V4 else C.IPPROTO_ICMPV6
         try:
@@ -88,7 +113,11 @@ class IcmpSocket:
                 self._sock = socket.socket(family.address_family, kind.socket_type, proto)
                 self._sock.setblocking(False)
         except PermissionDeniedError as exc:
-            raise PermissionDeniedError(_permission_advice(kind, str(exc))) from exc
+            detail = getattr(exc.__cause__, "strerror", None) or str(exc)
+            requirement = raw_requirement() if kind is SocketKind.RAW else datagram_requirement()
+            raise PermissionDeniedError(
+                f"cannot open a {kind.value} ICMPv{family.value} socket ({detail}): {requirement}"
+            ) from exc
         try:
             with mapped_os_errors(f"configuring ICMPv{family.value} socket"):
                 self.tx_timestamps = self._configure(options)
@@ -98,6 +127,7 @@ class IcmpSocket:
             raise
         self.timestamping = True
         self._next_tx_id = 0
+        self._per_send_tx_flags = True
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -118,23 +148,32 @@ class IcmpSocket:
         return True
 
     def _configure(self, options: SocketOptions) -> bool:
-        """Set the options; returns whether kernel transmit timestamps are on."""
+        """Set the options; returns whether kernel transmit timestamps are on.
+
+        Options numbered by the Linux ABI (filters, error queue, received TTL, drop counts,
+        forced buffers, path-MTU policy, device binding) are set on Linux only: elsewhere
+        the same numbers mean other options.  Asking for ``pmtu`` or ``interface`` there is
+        an :class:`InvalidArgumentError`; everything else degrades (no TTL, monotonic RTTs).
+        """
         v4 = self.family is Family.V4
-        if self.kind is SocketKind.RAW:
+        linux = C.IS_LINUX
+        if linux and self.kind is SocketKind.RAW:
             if v4:
                 self._try_setsockopt(C.SOL_RAW, C.ICMP_FILTER, _UINT.pack(_block_all_but(_V4_WANTED_TYPES)))
             else:
                 self._try_setsockopt(C.IPPROTO_ICMPV6, C.ICMP6_FILTER, _icmp6_filter(_V6_WANTED_TYPES))
-        else:
+        elif linux:
             # Datagram sockets report ICMP errors only through the error queue.
             self._try_setsockopt(C.IPPROTO_IP if v4 else C.IPPROTO_IPV6, C.IP_RECVERR if v4 else C.IPV6_RECVERR, 1)
         if v4:
-            self._try_setsockopt(C.IPPROTO_IP, C.IP_RECVTTL, 1)
+            if linux:
+                self._try_setsockopt(C.IPPROTO_IP, C.IP_RECVTTL, 1)
         else:
             self._try_setsockopt(C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT, 1)
-        self._try_setsockopt(C.SOL_SOCKET, C.SO_RXQ_OVFL, 1)
         wanted = options.receive_buffer or _DEFAULT_RECEIVE_BUFFER
-        if not self._try_setsockopt(C.SOL_SOCKET, C.SO_RCVBUFFORCE, wanted):
+        if linux:
+            self._try_setsockopt(C.SOL_SOCKET, C.SO_RXQ_OVFL, 1)
+        if not (linux and self._try_setsockopt(C.SOL_SOCKET, C.SO_RCVBUFFORCE, wanted)):
             self._try_setsockopt(C.SOL_SOCKET, socket.SO_RCVBUF, wanted)
         tx = self._enable_timestamps()
         if options.tos is not None:
@@ -143,6 +182,8 @@ class IcmpSocket:
             else:
                 self._setsockopt(C.IPPROTO_IPV6, C.IPV6_TCLASS, options.tos)
         if options.pmtu is not None:
+            if not linux:
+                raise InvalidArgumentError("path-MTU discovery settings (-M) need Linux (IP_MTU_DISCOVER)")
             value = {
                 PathMtuDiscovery.DO: C.IP_PMTUDISC_DO,
                 PathMtuDiscovery.WANT: C.IP_PMTUDISC_WANT,
@@ -191,31 +232,59 @@ class IcmpSocket:
 
     def _bind(self, identifier: int, options: SocketOptions) -> int:
         """Bind to the source address, if any; a datagram socket's port *is* its identifier."""
-        if self.kind is SocketKind.RAW and options.source is None:
+        if not self.kernel_owns_identifier and options.source is None:
             return identifier
         address = options.source or ("0.0.0.0" if self.family is Family.V4 else "::")
-        port = identifier if self.kind is SocketKind.DATAGRAM else 0
+        _check_source_family(address, self.family)
+        port = identifier if self.kernel_owns_identifier else 0
         try:
             self._sock.bind((address, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
                 raise InvalidArgumentError(f"cannot use source address {address}: {exc.strerror}") from exc
-            if exc.errno != errno.EADDRINUSE or self.kind is not SocketKind.DATAGRAM:
+            if exc.errno != errno.EADDRINUSE or not self.kernel_owns_identifier:
                 raise
             self._sock.bind((address, 0))
-        if self.kind is SocketKind.DATAGRAM:
+        if self.kernel_owns_identifier:
             port_now: int = self._sock.getsockname()[1]
             return port_now
         return identifier
 
+    def path_mtu(self, address: str) -> int | None:
+        """The path MTU the kernel knows towards *address*, for "message too long" reports.
+
+        Read from a connected UDP socket bound like this one (connecting sends nothing); the
+        kernel's figure includes MTUs learnt from "fragmentation needed" / "packet too big"
+        errors.  None when unknown (or off Linux).
+        """
+        if not C.IS_LINUX:
+            return None
+        level, option = (C.IPPROTO_IP, C.IP_MTU) if self.family is Family.V4 else (C.IPPROTO_IPV6, C.IPV6_MTU)
+        try:
+            with socket.socket(self.family.address_family, socket.SOCK_DGRAM) as udp:
+                if self.options.interface is not None:
+                    udp.setsockopt(C.SOL_SOCKET, C.SO_BINDTODEVICE, self.options.interface.encode())
+                if self.options.source is not None:
+                    udp.bind((self.options.source, 0))
+                udp.connect((address, 9))
+                mtu: int = udp.getsockopt(level, option)
+        except OSError:
+            return None
+        return mtu if mtu > 0 else None
+
     # -- I/O -----------------------------------------------------------------------------
 
-    def send(self, packet: bytes, address: str, *, ttl: int | None) -> int | None:
+    def send(self, packet: bytes, address: str, *, ttl: int | None, tx_timestamp: bool = True) -> int | None:
         """Hand *packet* to the kernel now; return the TX timestamp id, if stamps are on.
 
         Raises :class:`BlockingIOError` when the send buffer is full (wait writable and
         retry) and :class:`OSError` for a refused send, which the caller turns into a
         :class:`~trioping.SendError` result for that one probe.
+
+        ``tx_timestamp=False`` asks the kernel not to stamp this one send (a per-send
+        SO_TIMESTAMPING control message clearing the TX flags), which saves an error-queue
+        read per probe; None is then returned, unless the kernel refuses per-send flags and
+        the send is stamped after all.
         """
         ancillary: list[tuple[int, int, bytes]] = []
         if ttl is not None:
@@ -224,17 +293,36 @@ class IcmpSocket:
             else:
                 ancillary.append((C.IPPROTO_IPV6, C.IPV6_HOPLIMIT, _INT.pack(ttl)))
         tx_id: int | None = None
+        unstamped = False
         if self.tx_timestamps:
-            tx_id = self._next_tx_id
-            ancillary.append((C.SOL_SOCKET, C.SCM_TS_OPT_ID, _UINT.pack(tx_id)))
+            if tx_timestamp or not self._per_send_tx_flags:
+                tx_id = self._next_tx_id
+                ancillary.append((C.SOL_SOCKET, C.SCM_TS_OPT_ID, _UINT.pack(tx_id)))
+            else:
+                unstamped = True
+                ancillary.append(_NO_TX_STAMP)
         try:
             self._sock_sendmsg(packet, ancillary, address)
         except OSError as exc:
+            # EINVAL is also what a blackhole route answers: the kernel is only blamed for
+            # a control message when the send succeeds without it; else the socket keeps
+            # its settings and the destination's error is raised.
+            if unstamped and exc.errno == errno.EINVAL:
+                self._per_send_tx_flags = False  # an old kernel: stamp every send
+                try:
+                    return self.send(packet, address, ttl=ttl)
+                except OSError:
+                    self._per_send_tx_flags = True
+                    raise
             if tx_id is None or exc.errno != errno.EINVAL:
                 raise
             # A kernel older than 6.13 does not know SCM_TS_OPT_ID: RX stamps only.
             self._disable_tx_timestamps()
-            self._sock_sendmsg(packet, ancillary[:-1], address)
+            try:
+                self._sock_sendmsg(packet, ancillary[:-1], address)
+            except OSError:
+                self.tx_timestamps = self._enable_timestamps()
+                raise
             return None
         if tx_id is not None:
             self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
@@ -262,7 +350,7 @@ class IcmpSocket:
             except OSError as exc:
                 # A datagram socket may surface a pending ICMP error as the recv's errno;
                 # the error queue holds the details, which drain_error_queue reads.
-                if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EMSGSIZE):
+                if exc.errno in _ICMP_ERRNOS:
                     continue
                 raise
             yield Received(data, ancillary, address[0] if address else "")
@@ -291,13 +379,28 @@ def _icmp6_filter(types: tuple[int, ...]) -> bytes:
     return struct.pack("8I", *words)
 
 
-def _permission_advice(kind: SocketKind, detail: str) -> str:
-    if kind is SocketKind.RAW:
-        return (
-            f"{detail}: raw ICMP sockets need root or CAP_NET_RAW "
-            "(e.g. `setcap cap_net_raw+ep` on the interpreter), or use datagram sockets"
-        )
+def _check_source_family(address: str, family: Family) -> None:
+    try:
+        version = ipaddress.ip_address(address.partition("%")[0]).version
+    except ValueError:
+        raise InvalidArgumentError(f"source address {address!r} is not an IP address") from None
+    if version != family.value:
+        raise InvalidArgumentError(f"source address {address} is not an IPv{family.value} address")
+
+
+def raw_requirement() -> str:
+    """What it takes to open raw ICMP sockets (for permission errors)."""
+    return "raw ICMP sockets need root or CAP_NET_RAW (e.g. `setcap cap_net_raw+ep` on the Python interpreter)"
+
+
+def datagram_requirement() -> str:
+    """What it takes to open datagram ICMP sockets, with this process's gid and the range."""
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as sysctl:
+            now = f", now '{' '.join(sysctl.read().split())}'"
+    except OSError:
+        now = ""
     return (
-        f"{detail}: datagram ICMP sockets need the process's group inside "
-        "net.ipv4.ping_group_range (e.g. `sysctl -w net.ipv4.ping_group_range='0 2147483647'`)"
+        f"datagram ICMP sockets need the process's group (gid {os.getegid()}) inside "
+        f"net.ipv4.ping_group_range{now} (e.g. `sysctl -w net.ipv4.ping_group_range='0 2147483647'`)"
     )

@@ -10,18 +10,21 @@ probe's owner (a :class:`ProbeOwner`), which decides what a caller sees.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import trio
 
 from . import _constants as C
-from ._ancillary import Ancillary, parse_ancillary, parse_error_queue
+from ._ancillary import Ancillary, parse_ancillary, parse_error_queue, stamp_and_drops, tx_timestamp
 from ._errors import PacketError
 from ._packet import (
+    IPV4_HEADER_SIZE,
     EchoMessage,
+    EchoTemplate,
     ErrorMessage,
     Family,
     InvalidReason,
@@ -30,9 +33,8 @@ from ._packet import (
     decode_icmpv4,
     decode_icmpv6,
     decode_ipv4,
-    encode_echo_request,
     is_foreign,
-    make_payload,
+    peek_ipv4_echo_reply,
 )
 from ._results import (
     IcmpError,
@@ -44,7 +46,7 @@ from ._results import (
     SendError,
     Timeout,
 )
-from ._socket import IcmpSocket, Received, SocketKind
+from ._socket import IcmpSocket, Received
 
 _BATCH = 512
 _SEQUENCE_SPACE = 0x10000
@@ -132,15 +134,18 @@ class Transport:
         self.table: dict[tuple[str, int], Probe] = {}
         self._tx_pending: dict[int, Probe] = {}
         self._next_sequence: dict[str, int] = {}
+        # By (size, identifier): requests differ in sequence and stamp only.
+        self._templates: dict[tuple[int, int], EchoTemplate] = {}
         self.kernel_drops = 0
         """Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)."""
         self.ignored = 0
         """Datagrams that were not replies to our probes (other pingers, strays, junk)."""
         self._decode: Callable[[Received, Ancillary], EchoMessage | ErrorMessage | None]
         if self.family is Family.V4:
-            self._decode = _decode_v4_raw if sock.kind is SocketKind.RAW else _decode_v4_datagram
+            self._decode = _decode_v4_raw if sock.delivers_ip_header else _decode_v4_datagram
         else:
             self._decode = _decode_v6
+        self._fast_replies = self.family is Family.V4 and sock.delivers_ip_header and not sock.kernel_owns_identifier
 
     @property
     def identifier(self) -> int:
@@ -166,30 +171,61 @@ class Transport:
         raise RuntimeError(f"65,536 probes to {target} are all still waiting")
 
     def try_send(
-        self, target: str, *, index: int, size: int, ttl: int | None, owner: ProbeOwner
+        self,
+        target: str,
+        *,
+        index: int,
+        size: int,
+        ttl: int | None,
+        owner: ProbeOwner,
+        tx_timestamp: bool = True,
     ) -> Probe | SendError | None:
-        """Send one echo now.  None means the socket buffer is full: wait writable, retry."""
-        sequence = self._allocate_sequence(target)
-        wall_ns = time.time_ns()
-        payload = make_payload(size, wall_ns, self.token)
-        packet = encode_echo_request(self.family, self.identifier, sequence, payload)
-        probe = Probe(target, sequence, index, payload, wall_ns, owner)
+        """Send one echo now.  None means the socket buffer is full: wait writable, retry.
+
+        ``tx_timestamp=False`` skips the kernel's transmit stamp for this probe (fan-out
+        does, to save an error-queue read per probe): its RTT then runs from a clock read
+        just before ``sendmsg`` to the kernel's receive stamp (``RttClock.KERNEL_RX``).
+        """
+        table = self.table
+        sequence = self._next_sequence.get(target, 1)
         key = (target, sequence)
-        self.table[key] = probe
+        if key in table:  # rare: a full wrap of the sequence space
+            sequence = self._allocate_sequence(target)
+            key = (target, sequence)
+        else:
+            self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
+        identifier = self.sock.identifier
+        template = self._templates.get((size, identifier))
+        if template is None:
+            template = self._templates[size, identifier] = EchoTemplate(self.family, identifier, self.token, size)
+        wall_ns = time.time_ns()
+        packet, payload = template.build(sequence, wall_ns)
+        probe = Probe(target, sequence, index, payload, wall_ns, owner)
+        table[key] = probe
         probe.sent_mono_ns = time.monotonic_ns()
         try:
-            tx_id = self.sock.send(packet, target, ttl=ttl)
+            tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
         except BlockingIOError:
             del self.table[key]
             self._next_sequence[target] = sequence
             return None
         except OSError as exc:
             del self.table[key]
-            return SendError(target, sequence, index, exc.errno or 0, exc.strerror or str(exc))
+            return self._send_error(probe, exc)
         if tx_id is not None:
             probe.tx_id = tx_id
             self._tx_pending[tx_id] = probe
         return probe
+
+    def _send_error(self, probe: Probe, exc: OSError) -> SendError:
+        """A refused send as a result; "message too long" carries the path MTU, as ping's
+        ``local error: message too long, mtu=1280``."""
+        number = exc.errno or 0
+        if number == errno.EMSGSIZE:
+            mtu = self.sock.path_mtu(probe.target)
+            text = _local_error_text(number, mtu or 0)
+            return SendError(probe.target, probe.sequence, probe.index, number, text, mtu=mtu)
+        return SendError(probe.target, probe.sequence, probe.index, number, exc.strerror or str(exc))
 
     async def send(
         self, target: str, *, index: int, size: int, ttl: int | None, owner: ProbeOwner
@@ -217,6 +253,17 @@ class Transport:
         if probe.tx_id is not None and self._tx_pending.get(probe.tx_id) is probe:
             del self._tx_pending[probe.tx_id]
 
+    def forget_all(self, probes: Iterable[Probe]) -> None:
+        """:meth:`forget` many probes (the end of a fan-out batch), without a call each."""
+        table = self.table
+        tx_pending = self._tx_pending
+        for probe in probes:
+            key = (probe.target, probe.sequence)
+            if table.get(key) is probe:
+                del table[key]
+            if probe.tx_id is not None and tx_pending.get(probe.tx_id) is probe:
+                del tx_pending[probe.tx_id]
+
     # -- receiving ---------------------------------------------------------------------
 
     async def receive_forever(self) -> None:
@@ -226,13 +273,15 @@ class Transport:
             self.drain()
 
     def drain(self) -> None:
-        if self.sock.tx_timestamps or self.sock.kind is SocketKind.DATAGRAM:
+        if self.sock.tx_timestamps or self.sock.kernel_owns_identifier:
             for entry in self.sock.error_queue_ready(_BATCH):
                 self._on_error_queue(entry)
         for received in self.sock.receive_ready(_BATCH):
             self._on_datagram(received)
 
     def _on_datagram(self, received: Received) -> None:
+        if self._fast_replies and self._on_echo_reply_fast(received):
+            return
         ancillary = parse_ancillary(received.ancillary)
         if ancillary.dropped is not None:
             self.kernel_drops = ancillary.dropped
@@ -249,7 +298,8 @@ class Transport:
             self.ignored += 1
 
     def _ours(self, identifier: int) -> bool:
-        return self.sock.kind is SocketKind.DATAGRAM or identifier == self.identifier
+        # A Linux datagram socket only ever receives replies carrying its own identifier.
+        return self.sock.kernel_owns_identifier or identifier == self.identifier
 
     def _on_echo(self, message: EchoMessage, ancillary: Ancillary) -> None:
         now_mono_ns = time.monotonic_ns()
@@ -266,18 +316,45 @@ class Transport:
         if reason is not None:
             probe.owner.deliver(probe, InvalidReply(probe.target, source, probe.sequence, probe.index, reason))
             return
-        rtt, clock = compute_rtt(probe, ancillary.kernel_ns, now_mono_ns)
         ttl = message.ttl if message.ttl is not None else ancillary.ttl
-        fields = (probe.target, source, probe.sequence, probe.index, message.icmp_size, ttl, rtt, clock)
+        self._valid_reply(probe, source, message.icmp_size, ttl, ancillary.kernel_ns, now_mono_ns)
+
+    def _valid_reply(
+        self, probe: Probe, source: str, icmp_size: int, ttl: int | None, kernel_ns: int | None, now_mono_ns: int
+    ) -> None:
+        """A reply that passed every check: the first answers *probe*, later ones are
+        duplicates, and one after its verdict is late."""
+        rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
+        fields = (probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock)
         result: ProbeResult
-        if probe.state is ProbeState.WAITING:
+        state = probe.state
+        if state is ProbeState.WAITING:
             probe.finish(ProbeState.ANSWERED)
             result = Reply(*fields)
-        elif probe.state is ProbeState.ANSWERED:
+        elif state is ProbeState.ANSWERED:
             result = Reply(*fields, duplicate=True)
         else:
             result = LateReply(*fields)
         probe.owner.deliver(probe, result)
+
+    def _on_echo_reply_fast(self, received: Received) -> bool:
+        """The common case on a socket that delivers IPv4 headers -- a valid reply to one of
+        our probes -- matched before any decoding object is built.  False for anything
+        else (foreign, invalid, errors...), which the general path then handles in full."""
+        data = received.data
+        peeked = peek_ipv4_echo_reply(data)
+        if peeked is None:
+            return False
+        source, identifier, sequence, ttl = peeked
+        probe = self.table.get((source, sequence))
+        if probe is None or identifier != self.sock.identifier or data[28:] != probe.payload:
+            return False
+        now_mono_ns = time.monotonic_ns()
+        kernel_ns, dropped = stamp_and_drops(received.ancillary)
+        if dropped is not None:
+            self.kernel_drops = dropped
+        self._valid_reply(probe, source, len(data) - IPV4_HEADER_SIZE, ttl, kernel_ns, now_mono_ns)
+        return True
 
     def _on_icmp_error(self, message: ErrorMessage, sender: str) -> None:
         probe = self.table.get((message.target, message.sequence))
@@ -299,6 +376,12 @@ class Transport:
         probe.owner.deliver(probe, result)
 
     def _on_error_queue(self, entry: Received) -> None:
+        stamped = tx_timestamp(entry.ancillary)  # the common case, read fast
+        if stamped is not None:
+            probe = self._tx_pending.pop(stamped[0], None)
+            if probe is not None:
+                probe.tx_ns = stamped[1]
+            return
         queued = parse_error_queue(entry.ancillary)
         if queued is None:
             return
@@ -334,12 +417,15 @@ class Transport:
         else:
             probe.finish(ProbeState.FAILED)
             detail = _local_error_text(queued.errno, queued.info)
-            result = SendError(probe.target, probe.sequence, probe.index, queued.errno, detail)
+            mtu = (queued.info or None) if queued.errno == errno.EMSGSIZE else None
+            result = SendError(probe.target, probe.sequence, probe.index, queued.errno, detail, mtu=mtu)
         probe.owner.deliver(probe, result)
 
 
 def _local_error_text(error_number: int, info: int) -> str:
-    text = f"local error: {os.strerror(error_number)}"
+    # iputils' wording: "local error: message too long, mtu=1280".
+    reason = "message too long" if error_number == errno.EMSGSIZE else os.strerror(error_number)
+    text = f"local error: {reason}"
     return f"{text}, mtu={info}" if info else text
 
 
