@@ -16,6 +16,7 @@ from ._errors import (
     SocketError,
     TriopingError,
 )
+from ._fanout import DEFAULT_RATE, Fanout, FanoutItem, FanoutProgress, HostError, HostResult
 from ._packet import DEFAULT_SIZE, Family, InvalidReason
 from ._pinger import DEFAULT_COUNT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Pinger, PingStream, open_pinger, ping
 from ._resolve import resolve
@@ -24,6 +25,7 @@ from ._results import (
     IcmpErrorKind,
     InvalidReply,
     LateReply,
+    Outstanding,
     ProbeResult,
     Reply,
     RttClock,
@@ -38,15 +40,22 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_COUNT",
     "DEFAULT_INTERVAL",
+    "DEFAULT_RATE",
     "DEFAULT_SIZE",
     "DEFAULT_TIMEOUT",
     "Family",
+    "Fanout",
+    "FanoutItem",
+    "FanoutProgress",
+    "HostError",
+    "HostResult",
     "IcmpError",
     "IcmpErrorKind",
     "InvalidArgumentError",
     "InvalidReason",
     "InvalidReply",
     "LateReply",
+    "Outstanding",
     "PacketError",
     "PathMtuDiscovery",
     "PermissionDeniedError",

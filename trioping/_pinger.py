@@ -7,24 +7,37 @@ import math
 import secrets
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._errors import InvalidArgumentError, PermissionDeniedError
 from ._packet import DEFAULT_SIZE, TOKEN_SIZE, Family, validate_size
 from ._resolve import Host, parse_family, resolve
-from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
-from ._socket import IcmpSocket, PathMtuDiscovery, SocketKind, SocketOptions
+from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
+from ._socket import (
+    IcmpSocket,
+    PathMtuDiscovery,
+    SocketKind,
+    SocketOptions,
+    datagram_requirement,
+    raw_requirement,
+)
 from ._stats import PingStats, StatsAccumulator
 from ._transport import Probe, ProbeState, Transport
+
+if TYPE_CHECKING:
+    from ._fanout import Fanout
 
 DEFAULT_COUNT = 5
 DEFAULT_INTERVAL = 1.0
 DEFAULT_TIMEOUT = 2.0
 _KEPT_FINISHED_PROBES = 4096
+_CHECKPOINT_EVERY = 64
+_UNANSWERED = (ProbeState.WAITING, ProbeState.EXPIRED)  # no reply and no ICMP error (yet)
 
 
 def _check_positive_count(count: int | None, *, allow_none: bool) -> int | None:
@@ -72,6 +85,9 @@ class _StreamRun:
         self.address: str | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.waiting: deque[tuple[float, Probe]] = deque()  # (deadline, probe), oldest first
+        self.reaper_event: trio.Event | None = None
+        self.sending_done = False
 
     async def start(self) -> None:
         address, family = await resolve(self.plan.target, self.plan.family)
@@ -92,11 +108,16 @@ class _StreamRun:
 
     def deliver(self, probe: Probe, result: ProbeResult) -> None:
         self._report(result)
+        if self.waiting and probe is self.waiting[0][1]:
+            self._wake_reaper()  # the oldest probe has its verdict: the reaper moves on
 
     def _report(self, result: ProbeResult) -> None:
         self.accumulator.add(result)
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+        # Not contextlib.suppress: this runs per result, and a try block costs nothing.
+        try:  # noqa: SIM105
             self.send_channel.send_nowait(result)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
 
     async def _send_probes(self, transport: Transport, address: str, *, task_status: trio.TaskStatus[None]) -> None:
         plan = self.plan
@@ -107,17 +128,35 @@ class _StreamRun:
                     self.cancel_scope.deadline = start + plan.deadline
                 task_status.started()
                 async with trio.open_nursery() as waits:
+                    waits.start_soon(self._await_verdicts, transport)
                     index = 0
+                    previous: Probe | None = None
                     while plan.count is None or index < plan.count:
-                        await trio.sleep_until(start + index * plan.interval)
-                        sent = await transport.send(address, index=index, size=plan.size, ttl=plan.ttl, owner=self)
+                        due = start + index * plan.interval
+                        if due > trio.current_time():
+                            await trio.sleep_until(due)
+                        elif index % _CHECKPOINT_EVERY == 0:
+                            await trio.lowlevel.checkpoint()  # back to back (-i 0): let replies in
+                        notify = plan.on_outstanding
+                        if notify is not None and previous is not None and previous.state in _UNANSWERED:
+                            notify(Outstanding(previous.target, previous.sequence, previous.index))
+                        sent = transport.try_send(address, index=index, size=plan.size, ttl=plan.ttl, owner=self)
+                        if sent is None:  # the send buffer is full
+                            sent = await transport.send(address, index=index, size=plan.size, ttl=plan.ttl, owner=self)
                         index += 1
                         if isinstance(sent, SendError):
+                            previous = None
                             self._report(sent)
                             continue
+                        previous = sent
                         self.accumulator.transmitted += 1
                         self._keep(transport, sent)
-                        waits.start_soon(self._await_verdict, transport, sent)
+                        idle = not self.waiting  # else the reaper already waits for an earlier deadline
+                        self.waiting.append((trio.current_time() + plan.timeout, sent))
+                        if idle:
+                            self._wake_reaper()
+                    self.sending_done = True
+                    self._wake_reaper()
         finally:
             self.finished_at = trio.current_time()
             for probe in self.kept:
@@ -131,16 +170,32 @@ class _StreamRun:
         Only the oldest *finished* probes are forgotten, so an endless stream stays bounded
         while no probe still waiting for its reply is ever dropped.
         """
-        probe.done = trio.Event()
         self.kept.append(probe)
         while len(self.kept) > _KEPT_FINISHED_PROBES and self.kept[0].state is not ProbeState.WAITING:
             transport.forget(self.kept.popleft())
 
-    async def _await_verdict(self, transport: Transport, probe: Probe) -> None:
-        assert probe.done is not None
-        with trio.move_on_after(self.plan.timeout):
-            await probe.done.wait()
-        transport.expire(probe)
+    def _wake_reaper(self) -> None:
+        event = self.reaper_event
+        if event is not None:
+            self.reaper_event = None
+            event.set()
+
+    async def _await_verdicts(self, transport: Transport) -> None:
+        """Expire each probe *timeout* after its send, unless answered before.
+
+        One task for the whole stream, not a task and cancel scope per probe: the timeout
+        is the same for every probe, so ``waiting`` is ordered by deadline and only its
+        head is ever watched.  Returns once sending is over and every probe has a verdict.
+        """
+        waiting = self.waiting
+        while True:
+            while waiting and (waiting[0][1].state is not ProbeState.WAITING or waiting[0][0] <= trio.current_time()):
+                transport.expire(waiting.popleft()[1])
+            if not waiting and self.sending_done:
+                return
+            event = self.reaper_event = trio.Event()
+            with trio.move_on_at(waiting[0][0] if waiting else math.inf):
+                await event.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +209,7 @@ class _StreamPlan:
     ttl: int | None
     family: Family | None
     deadline: float | None
+    on_outstanding: Callable[[Outstanding], None] | None = None
 
 
 class PingStream:
@@ -167,13 +223,16 @@ class PingStream:
 
     The run stops when its count is done, at :meth:`aclose` (or leaving
     ``async with pinger.stream(...) as stream:``), when the task iterating it is cancelled,
-    or when the stream object is garbage-collected; its probes are then forgotten.
+    or when the stream object is garbage-collected; its probes are then forgotten.  A
+    stream is iterated once; an endless stream keeps its counts and RTTs (8 bytes a reply)
+    but not its results, so it can run for days.
     """
 
     def __init__(self, pinger: Pinger, plan: _StreamPlan) -> None:
         self.host = plan.host
         self._run = _StreamRun(pinger, plan)
         self._started = False
+        self._since_checkpoint = 0
         weakref.finalize(self, self._run.cancel)
 
     @property
@@ -210,6 +269,14 @@ class PingStream:
             if not self._started:
                 self._started = True
                 await self._run.start()
+            self._since_checkpoint += 1
+            if self._since_checkpoint < _CHECKPOINT_EVERY:
+                # Results already queued are handed out without a trip through the
+                # scheduler (a flood yields thousands); every _CHECKPOINT_EVERY-th call,
+                # and any call that has to wait, is a full checkpoint.
+                with contextlib.suppress(trio.WouldBlock):
+                    return self._run.receive_channel.receive_nowait()
+            self._since_checkpoint = 0
             return await self._run.receive_channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
@@ -251,6 +318,7 @@ class Pinger:
         self.token = secrets.token_bytes(TOKEN_SIZE)
         self._transports: dict[Family, Transport] = {}
         self._closed = False
+        self._drops_at_close = 0
 
     def _transport(self, family: Family) -> Transport:
         """The transport for *family*, opening its socket and receiver on first use."""
@@ -269,12 +337,12 @@ class Pinger:
             return IcmpSocket(family, self._socket_kind, self.identifier, self._options)
         try:
             return IcmpSocket(family, SocketKind.RAW, self.identifier, self._options)
-        except PermissionDeniedError as raw_error:
+        except PermissionDeniedError:
             try:
                 return IcmpSocket(family, SocketKind.DATAGRAM, self.identifier, self._options)
             except PermissionDeniedError as datagram_error:
                 raise PermissionDeniedError(
-                    f"cannot open an ICMP socket. {raw_error}. Or: {datagram_error}"
+                    f"cannot open an ICMPv{family.value} socket: {raw_requirement()}, and {datagram_requirement()}"
                 ) from datagram_error
 
     def socket_kind(self, family: Family | int = Family.V4) -> SocketKind:
@@ -283,8 +351,11 @@ class Pinger:
 
     @property
     def kernel_drops(self) -> int:
-        """Replies the kernel dropped because a receive buffer was full (all families)."""
-        return sum(t.kernel_drops for t in self._transports.values())
+        """Replies the kernel dropped because a receive buffer was full (all families).
+
+        Still readable once the pinger is closed.
+        """
+        return self._drops_at_close + sum(t.kernel_drops for t in self._transports.values())
 
     def stream(
         self,
@@ -297,11 +368,16 @@ class Pinger:
         ttl: int | None = None,
         family: Family | int | None = None,
         deadline: float | None = None,
+        on_outstanding: Callable[[Outstanding], None] | None = None,
     ) -> PingStream:
         """Probe *host* every *interval* seconds, *count* times (None: until stopped).
 
         Each probe waits up to *timeout* seconds; *deadline* (seconds) ends the whole run,
-        as ``ping -w``.  Arguments are checked here, before anything is sent.
+        as ``ping -w``.  *on_outstanding* (``ping -O``) is called just before each probe is
+        sent, with the previous probe if neither a valid reply nor an ICMP error for it has
+        arrived yet (a probe past its timeout still counts, as in iputils); it runs in
+        the sending task, so it must neither block nor raise.  Arguments are checked here,
+        before anything is sent.
         """
         wanted_family = parse_family(family)
         plan = _StreamPlan(
@@ -314,6 +390,7 @@ class Pinger:
             ttl=_check_ttl(ttl),
             family=wanted_family,
             deadline=_check_optional_seconds("deadline", deadline),
+            on_outstanding=on_outstanding,
         )
         return PingStream(self, plan)
 
@@ -347,6 +424,46 @@ class Pinger:
         async for _ in stream:
             pass
         return stream.statistics
+
+    def fanout(
+        self,
+        hosts: Iterable[Host] | AsyncIterable[Host],
+        *,
+        count: int = 1,
+        interval: float = DEFAULT_INTERVAL,
+        rate: float | None = 1000.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        size: int = DEFAULT_SIZE,
+        ttl: int | None = None,
+        family: Family | int | None = None,
+        resolve_concurrency: int = 32,
+        tx_timestamps: bool = False,
+    ) -> Fanout:
+        """Ping many *hosts* (any iterable, lazy or async) *count* times each; results
+        stream as they arrive.  See :class:`~trioping.Fanout`.
+
+        *rate* paces the whole batch in probes per second (None: as fast as the socket
+        takes them); *interval* separates the probes to one host; each probe waits up to
+        *timeout*.  Names are resolved *resolve_concurrency* at a time while sending goes
+        on.  RTTs use the kernel's receive stamp and a clock read just before ``sendmsg``
+        (``RttClock.KERNEL_RX``) unless *tx_timestamps* asks for kernel transmit stamps too,
+        at the cost of an error-queue read per probe.  Arguments are checked here.
+        """
+        from ._fanout import fanout
+
+        return fanout(
+            self,
+            hosts,
+            count=count,
+            interval=interval,
+            rate=rate,
+            timeout=timeout,
+            size=size,
+            ttl=ttl,
+            family=family,
+            resolve_concurrency=resolve_concurrency,
+            tx_timestamps=tx_timestamps,
+        )
 
     async def probe(
         self,
@@ -387,6 +504,7 @@ class Pinger:
         self._closed = True
         for transport in self._transports.values():
             transport.sock.close()
+        self._drops_at_close = self.kernel_drops
         self._transports.clear()
 
 
@@ -410,11 +528,18 @@ async def open_pinger(
     """
     try:
         kind = None if socket_kind in (None, "auto") else SocketKind(socket_kind)
+    except ValueError:
+        raise InvalidArgumentError(f"socket_kind must be raw, datagram or auto, not {socket_kind!r}") from None
+    try:
         mtu_policy = None if pmtu is None else PathMtuDiscovery(pmtu)
-    except ValueError as exc:
-        raise InvalidArgumentError(str(exc)) from None
+    except ValueError:
+        raise InvalidArgumentError(f"pmtu must be do, want or dont, not {pmtu!r}") from None
     if tos is not None and (isinstance(tos, bool) or not isinstance(tos, int) or not 0 <= tos <= 255):
         raise InvalidArgumentError(f"tos must be an integer from 0 to 255, not {tos!r}")
+    if receive_buffer is not None and (
+        isinstance(receive_buffer, bool) or not isinstance(receive_buffer, int) or not 0 < receive_buffer < 2**31
+    ):
+        raise InvalidArgumentError(f"receive_buffer must be a positive number of bytes, not {receive_buffer!r}")
     options = SocketOptions(source=source, interface=interface, tos=tos, pmtu=mtu_policy, receive_buffer=receive_buffer)
     pinger: Pinger | None = None
     try:
