@@ -8,8 +8,10 @@ on stderr; no traceback reaches the user.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,11 +20,12 @@ import trio
 import typer
 
 from . import _format as fmt
+from . import _json
 from ._errors import TriopingError
 from ._packet import DEFAULT_SIZE, Family
 from ._pinger import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, PingStream, open_pinger
 from ._resolve import resolve
-from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, SendError, Timeout
+from ._results import IcmpError, InvalidReply, LateReply, Outstanding, ProbeResult, Reply, SendError, Timeout
 
 EXIT_REPLIES = 0
 EXIT_NO_REPLY = 1
@@ -52,6 +55,13 @@ class PingOptions:
     ttl: int | None
     quiet: bool
     family: Family | None
+    source: str | None = None
+    interface: str | None = None
+    pmtu: str | None = None
+    tos: int | None = None
+    timestamps: bool = False
+    outstanding: bool = False
+    json_output: bool = False
 
 
 class UsageError(TriopingError):
@@ -62,6 +72,45 @@ def _family(ipv4: bool, ipv6: bool) -> Family | None:
     if ipv4 and ipv6:
         raise UsageError("only one of -4 and -6 may be given")
     return Family.V4 if ipv4 else Family.V6 if ipv6 else None
+
+
+def _source_or_interface(value: str | None) -> tuple[str | None, str | None]:
+    """``-I``: an IP address is a source address, anything else an interface name."""
+    if value is None:
+        return None, None
+    if not value:
+        raise UsageError("-I needs an address or an interface name")
+    try:
+        ipaddress.ip_address(value.partition("%")[0])
+    except ValueError:
+        return None, value
+    return value, None
+
+
+def _source_family(source: str | None, family: Family | None) -> Family | None:
+    """The source address's family decides the host's, unless -4/-6 already did."""
+    if source is None:
+        return family
+    source_family = Family(ipaddress.ip_address(source.partition("%")[0]).version)
+    if family is not None and family is not source_family:
+        raise UsageError(f"source address {source} is not an IPv{family.value} address")
+    return source_family
+
+
+def _tos(value: str | None) -> int | None:
+    """``-Q``: decimal or 0x-prefixed hexadecimal, 0-255 (checked by the library)."""
+    if value is None:
+        return None
+    try:
+        return int(value[2:], 16) if value.lower().startswith("0x") else int(value, 10)
+    except ValueError:
+        raise UsageError(f"invalid TOS value {value!r}: use 0-255, decimal or 0x hexadecimal") from None
+
+
+def _pmtu(value: str | None) -> str | None:
+    if value is not None and value not in ("do", "want", "dont"):
+        raise UsageError(f"invalid -M value {value!r}: use do, want or dont")
+    return value
 
 
 app = typer.Typer(
@@ -75,8 +124,9 @@ app = typer.Typer(
 @app.command(help="Send ICMP echo requests to HOST, like iputils ping.")
 def _command(
     hosts: Annotated[
-        list[str], typer.Argument(help="Host names or IP addresses; several print like fping.", show_default=False)
-    ],
+        list[str] | None,
+        typer.Argument(help="Host names or IP addresses; several print like fping.", show_default=False),
+    ] = None,
     count: Annotated[
         int | None, typer.Option("-c", "--count", help="Stop after COUNT probes (default: until interrupted).")
     ] = None,
@@ -90,11 +140,76 @@ def _command(
     ] = None,
     ttl: Annotated[int | None, typer.Option("-t", "--ttl", help="IPv4 TTL / IPv6 hop limit of probes.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the header and summary.")] = False,
+    interface: Annotated[
+        str | None,
+        typer.Option("-I", "--interface", metavar="ADDR|IFACE", help="Source address or interface to send from."),
+    ] = None,
+    pmtu: Annotated[
+        str | None,
+        typer.Option("-M", "--pmtu", metavar="do|want|dont", help="Path-MTU discovery: the DF bit (IPv4)."),
+    ] = None,
+    tos: Annotated[
+        str | None,
+        typer.Option("-Q", "--tos", metavar="TOS", help="IPv4 TOS / IPv6 traffic class, decimal or 0x hex."),
+    ] = None,
+    timestamps: Annotated[bool, typer.Option("-D", help="Print a Unix timestamp before each line.")] = False,
+    outstanding: Annotated[
+        bool, typer.Option("-O", help="Report a probe still unanswered when the next one is sent.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line: each result, then the summary.")
+    ] = False,
     ipv4: Annotated[bool, typer.Option("-4", help="Use IPv4 only.")] = False,
     ipv6: Annotated[bool, typer.Option("-6", help="Use IPv6 only.")] = False,
+    files: Annotated[
+        list[str] | None,
+        typer.Option("-f", "--file", metavar="FILE", help="Targets from FILE, one per line (- for stdin)."),
+    ] = None,
+    generate: Annotated[
+        list[str] | None,
+        typer.Option("-g", "--generate", metavar="CIDR", help="Every address of CIDR (or of a START-END range)."),
+    ] = None,
+    alive: Annotated[bool, typer.Option("-a", "--alive", help="Several hosts: print those alive.")] = False,
+    unreachable: Annotated[
+        bool, typer.Option("-u", "--unreachable", help="Several hosts: print those unreachable.")
+    ] = False,
+    rate: Annotated[
+        float, typer.Option("--rate", metavar="PPS", help="Several hosts: probes per second, 0 for no limit.")
+    ] = 1000.0,
+    max_targets: Annotated[
+        int, typer.Option("--max-targets", metavar="N", help="Refuse a -g range of more addresses.")
+    ] = 131072,
 ) -> None:
-    if len(hosts) != 1:
-        raise UsageError("pinging several hosts at once is not implemented yet")
+    from . import _cli_fanout as fan  # imports _cli: only here, and only fan-out needs it
+
+    if fan.wanted(hosts, files, generate, alive, unreachable):
+        if timestamps or outstanding or json_output:
+            raise UsageError("-D, -O and --json apply to one host only")
+        fan_source, fan_device = _source_or_interface(interface)
+        fan_options = fan.FanoutOptions(
+            hosts=hosts or [],
+            files=files or [],
+            generate=generate or [],
+            count=count,
+            interval=interval,
+            size=size,
+            timeout=timeout,
+            deadline=deadline,
+            ttl=ttl,
+            quiet=quiet,
+            alive=alive,
+            unreachable=unreachable,
+            family=_source_family(fan_source, _family(ipv4, ipv6)),
+            rate=fan.rate_from_option(rate),
+            max_targets=max_targets,
+            source=fan_source,
+            interface=fan_device,
+            tos=_tos(tos),
+            pmtu=_pmtu(pmtu),
+        )
+        raise SystemExit(fan.command(fan_options))
+    assert hosts is not None
+    source, device = _source_or_interface(interface)
     options = PingOptions(
         host=hosts[0],
         count=count,
@@ -104,7 +219,14 @@ def _command(
         deadline=deadline,
         ttl=ttl,
         quiet=quiet,
-        family=_family(ipv4, ipv6),
+        family=_source_family(source, _family(ipv4, ipv6)),
+        source=source,
+        interface=device,
+        pmtu=_pmtu(pmtu),
+        tos=_tos(tos),
+        timestamps=timestamps,
+        outstanding=outstanding,
+        json_output=json_output,
     )
     raise SystemExit(trio.run(run_ping, options, _write_line()))
 
@@ -143,9 +265,43 @@ async def run_ping(options: PingOptions, out: Writer) -> int:
     return await run_interruptibly(lambda scope: _ping(options, out, scope))
 
 
+class _Printer:
+    """Per-probe output: iputils lines (``-D``: with a timestamp) or ``--json`` objects."""
+
+    def __init__(self, options: PingOptions, out: Writer) -> None:
+        self.options = options
+        self.out = out
+
+    def _line(self, line: str) -> None:
+        if self.options.timestamps:
+            line = f"[{time.time():.6f}] {line}"
+        self.out(line)
+
+    def result(self, result: ProbeResult, address: str) -> None:
+        if self.options.quiet:
+            return
+        if self.options.json_output:
+            self.out(_json.dumps(_json.result_object(result, self.options.host, time.time())))
+            return
+        line = _result_line(result, self.options.host, address)
+        if line is not None:
+            self._line(line)
+
+    def outstanding(self, notice: Outstanding) -> None:
+        if self.options.quiet:
+            return
+        if self.options.json_output:
+            self.out(_json.dumps(_json.outstanding_object(notice, self.options.host, time.time())))
+        else:
+            self._line(fmt.outstanding_line(notice))
+
+
 async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) -> int:
     stream: PingStream | None = None
-    async with open_pinger() as pinger:
+    printer = _Printer(options, out)
+    async with open_pinger(
+        source=options.source, interface=options.interface, tos=options.tos, pmtu=options.pmtu
+    ) as pinger:
         with run_scope:
             address, family = await resolve(options.host, options.family)
             stream = pinger.stream(
@@ -157,20 +313,22 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
                 ttl=options.ttl,
                 family=family,
                 deadline=options.deadline,
+                on_outstanding=printer.outstanding if options.outstanding else None,
             )
             pinger.socket_kind(family)  # open the socket now: a permission error precedes output
-            out(fmt.header(options.host, address, family, options.size))
+            if not options.json_output:
+                out(fmt.header(options.host, address, family, options.size))
             async for result in stream:
-                if not options.quiet:
-                    line = _result_line(result, options.host, address)
-                    if line is not None:
-                        out(line)
+                printer.result(result, address)
     if stream is None:
         return EXIT_ERROR
     stats = dataclasses.replace(stream.statistics, host=options.host)
-    out("")
-    for line in fmt.summary_lines(stats):
-        out(line)
+    if options.json_output:
+        out(_json.dumps(_json.summary_object(stats, options.host, time.time())))
+    else:
+        out("")
+        for line in fmt.summary_lines(stats):
+            out(line)
     if stats.received == 0:
         return EXIT_NO_REPLY
     if options.deadline is not None and options.count is not None and stats.received < options.count:

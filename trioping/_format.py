@@ -8,7 +8,7 @@ fields in the same style rather than changing existing ones.
 from __future__ import annotations
 
 from ._packet import ICMP_HEADER_SIZE, IPV4_HEADER_SIZE, Family, InvalidReason
-from ._results import IcmpError, InvalidReply, LateReply, Reply, SendError, Timeout
+from ._results import IcmpError, InvalidReply, LateReply, Outstanding, Reply, SendError, Timeout
 from ._stats import PingStats
 
 _REASON_TEXT = {
@@ -70,7 +70,7 @@ def invalid_line(invalid: InvalidReply) -> str:
     return f"From {invalid.source} icmp_seq={invalid.sequence} Invalid reply: {_REASON_TEXT[invalid.reason]}"
 
 
-def outstanding_line(timeout: Timeout) -> str:
+def outstanding_line(timeout: Timeout | Outstanding) -> str:
     return f"no answer yet for icmp_seq={timeout.sequence}"
 
 

@@ -1,0 +1,425 @@
+"""``trioping HOST1 HOST2 ...``, ``-f FILE``, ``-g CIDR``: many hosts at once, printed like fping.
+
+Plain mode (no ``-c``): one probe per host, ``HOST is alive`` / ``HOST is unreachable`` on
+stdout as verdicts arrive.  Count mode (``-c N``): a line per probe on stdout, host names
+padded to one width, and per-host summaries on stderr at the end.  ``-q`` keeps stdout
+quiet, ``-a`` / ``-u`` print just the names of the hosts alive / unreachable.  ICMP errors
+and names that do not resolve are reported on stderr in fping's words.
+
+Exit status as fping: 0 if every host answered, 1 if some did not, 2 if a name did not
+resolve or the command line is wrong.
+
+Output goes out in blocks (one write per batch of results, flushed whenever the run waits),
+so 100,000 result lines cost a few hundred system calls, not 100,000.  On a terminal, a
+run longer than a second keeps a progress line on stderr (sent, received, outstanding),
+erased before anything else is written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import trio
+
+from ._cli import EXIT_ERROR, UsageError, run_interruptibly
+from ._fanout import DEFAULT_RATE, Fanout, HostError, HostResult
+from ._packet import Family
+from ._pinger import open_pinger
+from ._results import IcmpError, Reply, SendError, Timeout
+from ._stats import PingStats
+
+EXIT_ALL_ALIVE = 0
+EXIT_SOME_UNREACHABLE = 1
+DEFAULT_MAX_TARGETS = 131072
+"""The largest ``-g`` expansion accepted without ``--max-targets`` (a /15, as fping's limit)."""
+
+_PROGRESS_DELAY = 1.0
+_PROGRESS_EVERY = 0.25
+_FLUSH_LINES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutOptions:
+    hosts: list[str]
+    files: list[str] = field(default_factory=list)
+    generate: list[str] = field(default_factory=list)
+    count: int | None = None
+    interval: float = 1.0
+    size: int = 56
+    timeout: float = 2.0
+    deadline: float | None = None
+    ttl: int | None = None
+    quiet: bool = False
+    alive: bool = False
+    unreachable: bool = False
+    family: Family | None = None
+    rate: float | None = DEFAULT_RATE
+    max_targets: int = DEFAULT_MAX_TARGETS
+    source: str | None = None
+    interface: str | None = None
+    tos: int | None = None
+    pmtu: str | None = None
+
+
+def wanted(hosts: list[str] | None, files: list[str] | None, generate: list[str] | None, *flags: bool) -> bool:
+    """Fan-out mode: several hosts, a file or a generated range, or an fping-only flag."""
+    return len(hosts or ()) != 1 or bool(files) or bool(generate) or any(flags)
+
+
+# -- targets -----------------------------------------------------------------------------
+
+
+def read_targets(lines: Iterator[str]) -> Iterator[str]:
+    """Targets from a file as fping reads them: the first word of each line, skipping blank
+    lines and ``#`` comments."""
+    for line in lines:
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            yield words[0]
+
+
+def generate_targets(spec: str, limit: int) -> list[str]:
+    """The addresses of ``-g``: a CIDR prefix (without its network and broadcast addresses
+    when it has more than two, as fping) or a ``START-END`` range.  More than *limit*
+    addresses is a usage error, checked before any is generated."""
+    spec = spec.strip()
+    try:
+        if "/" in spec:
+            network = ipaddress.ip_network(spec, strict=False)
+            total = network.num_addresses
+            if network.version == 4 and network.prefixlen < 31:
+                total -= 2
+            _check_limit(spec, total, limit)
+            return [str(address) for address in network.hosts()]
+        start_text, dash, end_text = spec.partition("-")
+        if not dash:
+            raise ValueError("not a prefix")
+        start, end = ipaddress.ip_address(start_text.strip()), ipaddress.ip_address(end_text.strip())
+    except ValueError:
+        raise UsageError(f"-g {spec}: give a CIDR prefix (192.0.2.0/24) or a range (192.0.2.1-192.0.2.9)") from None
+    if start.version != end.version:
+        raise UsageError(f"-g {spec}: the range mixes IPv4 and IPv6")
+    total = max(0, int(end) - int(start) + 1)
+    _check_limit(spec, total, limit)
+    kind = type(start)
+    return [str(kind(number)) for number in range(int(start), int(end) + 1)]
+
+
+def _check_limit(spec: str, total: int, limit: int) -> None:
+    if total > limit:
+        raise UsageError(
+            f"-g {spec} generates {total} addresses, more than the limit of {limit} (raise it with --max-targets)"
+        )
+
+
+def collect_targets(options: FanoutOptions, stdin: TextIO) -> list[str]:
+    targets = list(options.hosts)
+    for name in options.files:
+        try:
+            if name == "-":
+                targets.extend(read_targets(iter(stdin)))
+            else:
+                with open(name, encoding="utf-8", errors="replace") as handle:
+                    targets.extend(read_targets(iter(handle)))
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+    for spec in options.generate:
+        targets.extend(generate_targets(spec, options.max_targets))
+    if not targets:
+        raise UsageError("no hosts: give HOST arguments, -f FILE or -g CIDR")
+    return targets
+
+
+# -- fping's words -----------------------------------------------------------------------
+
+
+def fping_ms(seconds: float) -> str:
+    """Milliseconds as fping prints them: 3 decimals below 1 ms, fewer as they grow."""
+    ms = seconds * 1e3
+    if ms < 0:
+        return f"{ms:.2g}"
+    if ms < 1:
+        return f"{ms:.3f}"
+    if ms < 10:
+        return f"{ms:.2f}"
+    if ms < 100:
+        return f"{ms:.1f}"
+    if ms < 1_000_000:
+        return f"{ms:.0f}"
+    return f"{ms:.3e}"
+
+
+_V4_UNREACHABLE = (
+    "ICMP Network Unreachable",
+    "ICMP Host Unreachable",
+    "ICMP Protocol Unreachable",
+    "ICMP Port Unreachable",
+    "ICMP Unreachable (Fragmentation Needed)",
+    "ICMP Unreachable (Source Route Failed)",
+    "ICMP Unreachable (Destination Network Unknown)",
+    "ICMP Unreachable (Destination Host Unknown)",
+    "ICMP Unreachable (Source Host Isolated)",
+    "ICMP Unreachable (Communication with Network Prohibited)",
+    "ICMP Unreachable (Communication with Host Prohibited)",
+    "ICMP Unreachable (Network Unreachable For Type Of Service)",
+    "ICMP Unreachable (Host Unreachable For Type Of Service)",
+    "ICMP Unreachable (Communication Administratively Prohibited)",
+    "ICMP Unreachable (Host Precedence Violation)",
+    "ICMP Unreachable (Precedence cutoff in effect)",
+)
+_V4_OTHER = {4: "ICMP Source Quench", 5: "ICMP Redirect", 11: "ICMP Time Exceeded", 12: "ICMP Parameter Problem"}
+
+
+def icmp_error_line(error: IcmpError, host: str) -> str:
+    """``ICMP Host Unreachable from 198.18.1.2 for ICMP Echo sent to 198.18.4.4``."""
+    if error.family is Family.V4 and error.icmp_type == 3 and error.code < len(_V4_UNREACHABLE):
+        text = _V4_UNREACHABLE[error.code]
+    elif error.family is Family.V4 and error.icmp_type in _V4_OTHER:
+        text = _V4_OTHER[error.icmp_type]
+    else:
+        text = f"ICMP {error.description}"
+    target = host if host == error.target else f"{host} ({error.target})"
+    return f"{text} from {error.source} for ICMP Echo sent to {target}"
+
+
+def summary_line(stats: PingStats, width: int) -> str:
+    """``127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = 0.050/0.050/0.050``."""
+    loss = (stats.transmitted - stats.received) * 100 // stats.transmitted if stats.transmitted else 0
+    line = f"{stats.host:<{width}} : xmt/rcv/%loss = {stats.transmitted}/{stats.received}/{loss}%"
+    if stats.rtts:
+        figures = (stats.rtt_min, stats.rtt_avg, stats.rtt_max)
+        line += ", min/avg/max = " + "/".join(fping_ms(value) for value in figures if value is not None)
+    return line
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+class _Output:
+    """Buffered stdout, unbuffered stderr, and a progress line that is erased before either
+    is written to."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self.lines: list[str] = []
+        self.progress_shown = False
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+        if len(self.lines) >= _FLUSH_LINES:
+            self.flush()
+
+    def error(self, text: str) -> None:
+        self.flush()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def flush(self) -> None:
+        if self.progress_shown:
+            self.clear_progress()
+        if self.lines:
+            self.out.write("\n".join(self.lines) + "\n")
+            self.lines.clear()
+            self.out.flush()
+
+    def progress(self, text: str) -> None:
+        self.flush()
+        self.err.write("\r" + text + "\x1b[K")
+        self.err.flush()
+        self.progress_shown = True
+
+    def clear_progress(self) -> None:
+        self.progress_shown = False
+        self.err.write("\r\x1b[K")
+        self.err.flush()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the CLI needs per host for fping's running ``(avg, loss)`` figures."""
+
+    verdicts: int = 0
+    received: int = 0
+    rtt_sum: float = 0.0
+
+
+async def run_fanout(
+    options: FanoutOptions,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+    *,
+    progress_delay: float = _PROGRESS_DELAY,
+) -> int:
+    """Ping every target, print as fping does, return fping's exit status."""
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    targets = collect_targets(options, stdin or sys.stdin)
+    output = _Output(stdout, stderr)
+    return await run_interruptibly(lambda scope: _run(options, targets, output, scope, progress_delay))
+
+
+async def _run(
+    options: FanoutOptions, targets: list[str], output: _Output, run_scope: trio.CancelScope, progress_delay: float
+) -> int:
+    count_mode = options.count is not None
+    names_only = options.alive or options.unreachable
+    per_probe = count_mode and not options.quiet and not names_only
+    width = max(len(name) for name in targets)
+    tallies = [_Tally() for _ in targets] if per_probe else []
+    alive = [False] * len(targets)
+    unresolved = 0
+    batch: Fanout | None = None
+    async with open_pinger(
+        source=options.source, interface=options.interface, tos=options.tos, pmtu=options.pmtu
+    ) as pinger:
+        with run_scope:
+            if options.deadline is not None:
+                run_scope.deadline = trio.current_time() + options.deadline
+            batch = pinger.fanout(
+                targets,
+                count=options.count or 1,
+                interval=options.interval,
+                rate=options.rate,
+                timeout=options.timeout,
+                size=options.size,
+                ttl=options.ttl,
+                family=options.family,
+            )
+            async with batch, trio.open_nursery() as nursery:
+                if output.err.isatty():
+                    nursery.start_soon(_show_progress, batch, output, progress_delay)
+                async for item in batch:
+                    if type(item) is HostError:
+                        unresolved += 1
+                        output.error(_host_error_text(item))
+                        continue
+                    assert isinstance(item, HostResult)
+                    _report(item, options, output, width, tallies, alive, per_probe)
+                    if not batch.queued:
+                        output.flush()
+                nursery.cancel_scope.cancel()
+    output.flush()
+    if output.progress_shown:
+        output.clear_progress()
+    if batch is None:
+        return EXIT_ERROR
+    if batch.kernel_drops:
+        output.error(
+            f"trioping: warning: the kernel dropped {batch.kernel_drops} replies (receive buffer full);"
+            " some hosts reported unreachable may be alive"
+        )
+    statistics = batch.statistics
+    if count_mode:
+        if names_only:
+            for stats in statistics:
+                if (options.alive and stats.received > 0) or (options.unreachable and stats.received == 0):
+                    output.line(stats.host)
+            output.flush()
+        summaries = [summary_line(stats, width) for stats in statistics]
+        if per_probe and summaries:
+            summaries.insert(0, "")
+        if summaries:
+            output.error("\n".join(summaries))  # one write, however many hosts
+    if unresolved:
+        return EXIT_ERROR
+    everyone = bool(statistics) and all(stats.received > 0 for stats in statistics)
+    return EXIT_ALL_ALIVE if everyone else EXIT_SOME_UNREACHABLE
+
+
+def _host_error_text(item: HostError) -> str:
+    text = str(item.error)
+    return text if text.startswith(f"{item.host}:") else f"{item.host}: {text}"
+
+
+def _report(
+    item: HostResult,
+    options: FanoutOptions,
+    output: _Output,
+    width: int,
+    tallies: list[_Tally],
+    alive: list[bool],
+    per_probe: bool,
+) -> None:
+    result = item.result
+    kind = type(result)
+    host = item.host
+    if kind is Reply:
+        reply = result
+        assert isinstance(reply, Reply)
+        if reply.duplicate:
+            if per_probe:
+                output.error(
+                    f"{host:<{width}} : duplicate for [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
+                )
+            return
+        first = not alive[item.position]
+        alive[item.position] = True
+        if per_probe:
+            tally = tallies[item.position]
+            tally.verdicts += 1
+            tally.received += 1
+            tally.rtt_sum += reply.rtt
+            loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
+            output.line(
+                f"{host:<{width}} : [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
+                f" ({fping_ms(tally.rtt_sum / tally.received)} avg, {loss}% loss)"
+            )
+        elif options.count is None and first:
+            if options.alive:
+                output.line(host)
+            elif not options.quiet and not options.unreachable:
+                output.line(f"{host} is alive")
+        return
+    if kind is Timeout or kind is IcmpError or kind is SendError:
+        if kind is IcmpError and not options.quiet:
+            assert isinstance(result, IcmpError)
+            output.error(icmp_error_line(result, host))
+        elif kind is SendError and not options.quiet:
+            assert isinstance(result, SendError)
+            output.error(f"{host}: error while sending ping: {result.message}")
+        if per_probe:
+            assert isinstance(result, (Timeout, IcmpError, SendError))
+            tally = tallies[item.position]
+            tally.verdicts += 1
+            avg = fping_ms(tally.rtt_sum / tally.received) if tally.received else "NaN"
+            loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
+            output.line(f"{host:<{width}} : [{result.index}], timed out ({avg} avg, {loss}% loss)")
+        elif options.count is None:
+            if options.unreachable:
+                output.line(host)
+            elif not options.quiet and not options.alive:
+                output.line(f"{host} is unreachable")
+
+
+async def _show_progress(batch: Fanout, output: _Output, delay: float) -> None:
+    await trio.sleep(delay)
+    while True:
+        progress = batch.progress
+        output.progress(
+            f"trioping: {progress.hosts} hosts, {progress.sent} sent, {progress.received} received,"
+            f" {progress.outstanding} outstanding"
+        )
+        await trio.sleep(_PROGRESS_EVERY)
+
+
+def rate_from_option(rate: float) -> float | None:
+    """``--rate 0`` (or anything not finite-positive) means as fast as possible."""
+    if isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0:
+        return float(rate)
+    if rate == 0:
+        return None
+    raise UsageError(f"--rate must be a number of probes per second, or 0 for no limit, not {rate!r}")
+
+
+def command(options: FanoutOptions) -> int:
+    """Run fan-out mode from the command line (``_cli._command`` dispatches here)."""
+    return trio.run(run_fanout, options)
+
+
+__all__ = ["FanoutOptions", "command", "run_fanout", "wanted"]
