@@ -102,11 +102,13 @@ ICMP_FILTER: Final = 1
 ICMP6_FILTER: Final = 1
 IP_PKTINFO: Final = 8
 IPV6_FLOWINFO: Final = 11
+SO_TIMESTAMPNS: Final = 35  # == SCM_TIMESTAMPNS; cmsg: struct timespec (CLOCK_REALTIME)
 IPPROTO_ICMPV6: Final = 58
 
 V4_QUOTE_MAX: Final = 576 - 20 - 8
 V6_QUOTE_MAX: Final = 1280 - 40 - 8
 MAX_DELAY_MS: Final = 600_000
+SPIN_S: Final = 0.002
 
 SIMPLE_ACTIONS: Final = frozenset(
     {
@@ -434,6 +436,15 @@ def parse_v6(icmp: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str
     )
 
 
+def kernel_stamp_ns(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    """The SO_TIMESTAMPNS receive stamp (CLOCK_REALTIME ns) in ``ancdata``, if any."""
+    for level, kind, value in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = struct.unpack("=qq", value[:16])
+            return int(seconds * 1_000_000_000 + nanoseconds)
+    return None
+
+
 class Sockets:
     """The raw sockets: receive echo requests (kernel-filtered), send answers."""
 
@@ -451,17 +462,24 @@ class Sockets:
         # kernel does not compute (and fix) the ICMPv6 checksum. Send-only.
         self.v6_hdrincl = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.sent = 0
+        # Kernel receive stamps: ``delay:MS`` counts from the request's arrival, not from
+        # this process waking up for it (which can take a millisecond in a VM).
+        for sock in (self.v4, self.v6):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.received_ns: int | None = None  # kernel stamp of the last request received
 
     def close(self) -> None:
         for sock in (self.v4, self.v6, self.v6_hdrincl):
             sock.close()
 
     def receive_v4(self) -> Request | None:
-        packet, _addr = self.v4.recvfrom(65535)
+        packet, ancdata, _flags, _addr = self.v4.recvmsg(65535, 512)
+        self.received_ns = kernel_stamp_ns(ancdata)
         return parse_v4(packet)
 
     def receive_v6(self) -> Request | None:
         icmp, ancdata, _flags, addr = self.v6.recvmsg(65535, 512)
+        self.received_ns = kernel_stamp_ns(ancdata)
         return parse_v6(icmp, ancdata, addr)
 
     def send(self, out: Outgoing) -> None:
@@ -505,7 +523,9 @@ def serve(
     counters = {"v4": 0, "v6": 0}
     timers: list[tuple[float, int, Outgoing]] = []  # heap of (due, tiebreak, packet)
     tiebreak = 0
-    selector = selectors.DefaultSelector()
+    # select(2) takes microseconds; epoll rounds its timeout up to whole milliseconds (twice,
+    # in Python), which made a ``delay:50`` reply leave up to ~2 ms late. Three fds only.
+    selector = selectors.SelectSelector()
     selector.register(sockets.v4, selectors.EVENT_READ, "v4")
     selector.register(sockets.v6, selectors.EVENT_READ, "v6")
     if watch_stdin:
@@ -528,7 +548,10 @@ def serve(
             if now >= deadline:
                 return f"lifetime {max_seconds} s over"
             wake = min(deadline, timers[0][0]) if timers else deadline
-            for key, _events in selector.select(max(0.0, wake - now)):
+            # Poll without sleeping for a delayed packet's last 2 ms: a timer wake-up can
+            # take a millisecond here, and ``delay:MS`` should mean MS, not MS + wake-up.
+            spin = bool(timers) and wake - now < SPIN_S
+            for key, _events in selector.select(0.0 if spin else max(0.0, wake - now)):
                 if key.data == "stdin":
                     if not os.read(sys.stdin.fileno(), 4096):
                         return "stdin closed"
@@ -536,6 +559,9 @@ def serve(
                 req = sockets.receive_v4() if key.data == "v4" else sockets.receive_v6()
                 if req is None:
                     continue
+                arrived = time.monotonic()  # delays count from the kernel's arrival stamp:
+                if sockets.received_ns is not None:
+                    arrived -= min(max(time.time_ns() - sockets.received_ns, 0), 10**9) / 1e9
                 index = counters[req.family]
                 counters[req.family] += 1
                 action = plan.action_for(index, req.seq)
@@ -543,7 +569,6 @@ def serve(
                     f"{req.family} idx={index} seq={req.seq} id={req.ident:#06x} "
                     f"from={req.src} to={req.dst} action={action.text}"
                 )
-                arrived = time.monotonic()
                 for step in action.steps:
                     for out in packets_for(step, req):
                         if step.delay_ms:
