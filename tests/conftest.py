@@ -1,4 +1,5 @@
-"""Shared fixtures: privilege checks, and the network-namespace lab (tests/netlab.py)."""
+"""Shared fixtures: privilege checks, the network-namespace lab (tests/netlab.py) and the
+private namespaces of the datagram and option tests (tests/nsutil.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import socket
 
 import pytest
 
-pytest_plugins = ["tests.netlab"]
+pytest_plugins = ["tests.netlab", "tests.nsutil"]
 
 
 def _can_open_raw_icmp() -> bool:
