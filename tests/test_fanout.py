@@ -1,0 +1,359 @@
+"""Fan-out (``Pinger.fanout``) on real sockets: distinct loopback hosts (every 127.x.y.z
+answers on Linux) and the lab's silent and unreachable hosts."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+import trioping
+from trioping import (
+    Family,
+    HostError,
+    HostResult,
+    IcmpError,
+    InvalidArgumentError,
+    Reply,
+    ResolutionError,
+    Timeout,
+)
+from trioping._fanout import fast_literal
+from trioping._packet import decode_ipv4, encode_echo_request, internet_checksum, make_payload, peek_ipv4_echo_reply
+from trioping._resolve import literal_address
+
+from .conftest import requires_raw
+from .netlab import NetLab
+
+
+def loopback(count: int, start: int = 0) -> list[str]:
+    """Distinct loopback addresses 127.1.0.0, 127.1.0.1, ... (all answer on Linux)."""
+    return [str(ipaddress.IPv4Address("127.1.0.0") + start + i) for i in range(count)]
+
+
+def transport_tables(pinger: trioping.Pinger) -> list[int]:
+    return [len(t.table) + len(t._tx_pending) for t in pinger._transports.values()]
+
+
+async def collect(batch: trioping.Fanout) -> list[trioping.FanoutItem]:
+    return [item async for item in batch]
+
+
+@requires_raw
+async def test_every_loopback_host_answers_once_and_the_tables_empty() -> None:
+    hosts = loopback(300)
+    async with trioping.open_pinger() as pinger:
+        async with pinger.fanout(hosts, rate=None, timeout=2) as batch:
+            items = await collect(batch)
+        assert transport_tables(pinger) == [0]
+    assert len(items) == 300
+    assert all(isinstance(i, HostResult) and isinstance(i.result, Reply) for i in items)
+    results = [i for i in items if isinstance(i, HostResult)]
+    assert sorted(i.position for i in results) == list(range(300))
+    assert all(i.result.target == i.address == i.host for i in results)
+    assert [s.host for s in batch.statistics] == hosts
+    assert all((s.transmitted, s.received, s.loss) == (1, 1, 0.0) for s in batch.statistics)
+    progress = batch.progress
+    assert (progress.hosts, progress.sent, progress.received, progress.outstanding) == (300, 300, 300, 0)
+    assert progress.finished
+    assert batch.kernel_drops == 0
+
+
+@requires_raw
+async def test_results_stream_as_they_arrive(netlab: NetLab) -> None:
+    """A silent host first in the input does not hold back the answers behind it."""
+    hosts = [netlab.silent_v4, *loopback(20)]
+    timeout = 1.0
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=None, timeout=timeout) as batch:
+        start = trio.current_time()
+        first_at: float | None = None
+        kinds = []
+        async for item in batch:
+            assert isinstance(item, HostResult)
+            first_at = trio.current_time() if first_at is None else first_at
+            kinds.append(type(item.result))
+    assert first_at is not None
+    assert first_at - start < timeout / 2
+    assert kinds == [Reply] * 20 + [Timeout]
+
+
+@requires_raw
+async def test_lazy_iterables_are_consumed_as_sending_goes() -> None:
+    taken = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal taken
+        for address in itertools.cycle(loopback(50)):
+            taken += 1
+            yield address
+
+    async with trioping.open_pinger() as pinger, pinger.fanout(endless(), rate=None, timeout=2) as batch:
+        seen = 0
+        async for item in batch:
+            assert isinstance(item, HostResult)
+            seen += 1
+            if seen == 1000:
+                break
+        sent = batch.progress.sent
+    assert 1000 <= sent < taken <= sent + 5000  # read ahead a bounded amount, never all
+
+
+@requires_raw
+async def test_async_iterables_are_accepted() -> None:
+    async def hosts() -> AsyncIterator[str]:
+        for address in loopback(10):
+            await trio.lowlevel.checkpoint()
+            yield address
+
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts(), rate=None) as batch:
+        items = await collect(batch)
+    assert sorted(i.host for i in items) == loopback(10)
+
+
+@requires_raw
+async def test_a_name_that_does_not_resolve_is_one_error_not_the_batch() -> None:
+    hosts = ["127.0.0.1", "nonexistent.invalid", "localhost", "::1", "127.0.0.2"]
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=None) as batch:
+        items = await collect(batch)
+    errors = [i for i in items if isinstance(i, HostError)]
+    assert len(errors) == 1
+    assert errors[0].host == "nonexistent.invalid"
+    assert errors[0].position == 1
+    assert isinstance(errors[0].error, ResolutionError)
+    replies = {i.host: i for i in items if isinstance(i, HostResult)}
+    assert set(replies) == {"127.0.0.1", "localhost", "::1", "127.0.0.2"}
+    assert all(isinstance(i.result, Reply) for i in replies.values())
+    assert replies["::1"].result.target == "::1"
+    assert [s.host for s in batch.statistics] == ["127.0.0.1", "localhost", "::1", "127.0.0.2"]
+    assert batch.errors == errors
+    assert batch.progress.unresolved == 1
+
+
+@requires_raw
+async def test_names_resolve_concurrently_within_the_bound() -> None:
+    hosts = ["localhost"] * 12 + loopback(3)
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=None, resolve_concurrency=3) as batch:
+        items = await collect(batch)
+    assert len(items) == 15
+    assert all(isinstance(i, HostResult) and isinstance(i.result, Reply) for i in items)
+    assert [s.host for s in batch.statistics] == hosts
+    assert batch._run.resolving == 0
+
+
+@requires_raw
+async def test_a_family_preference_turns_other_literals_into_errors() -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(["127.0.0.1", "::1"], family=4, rate=None) as batch:
+        items = await collect(batch)
+    kinds = {i.host: type(i) for i in items}
+    assert kinds == {"127.0.0.1": HostResult, "::1": HostError}
+    error = next(i for i in items if isinstance(i, HostError))
+    assert isinstance(error.error, InvalidArgumentError)
+
+
+@requires_raw
+async def test_unreachable_and_silent_hosts_are_reported(netlab: NetLab) -> None:
+    hosts = [netlab.unreachable_v4, netlab.silent_v4, netlab.live_host_v4, netlab.unreachable_v6]
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=None, timeout=0.5) as batch:
+        items = await collect(batch)
+        assert transport_tables(pinger) == [0, 0]
+    by_host = {i.host: i.result for i in items if isinstance(i, HostResult)}
+    unreachable = by_host[netlab.unreachable_v4]
+    assert isinstance(unreachable, IcmpError)
+    assert unreachable.source == netlab.router_v4
+    assert isinstance(by_host[netlab.unreachable_v6], IcmpError)
+    assert isinstance(by_host[netlab.silent_v4], Timeout)
+    assert isinstance(by_host[netlab.live_host_v4], Reply)
+    stats = {s.host: s for s in batch.statistics}
+    assert (stats[netlab.unreachable_v4].errors, stats[netlab.unreachable_v4].received) == (1, 0)
+    assert stats[netlab.silent_v4].loss == 1.0
+    progress = batch.progress
+    assert (progress.received, progress.timeouts, progress.errors) == (1, 1, 2)
+
+
+@requires_raw
+async def test_count_gives_a_result_per_probe_and_per_host_statistics() -> None:
+    hosts = loopback(5)
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, count=3, interval=0.01, rate=None) as batch:
+        items = await collect(batch)
+    results = [i for i in items if isinstance(i, HostResult)]
+    assert len(results) == 15
+    for host in hosts:
+        mine = [i.result for i in results if i.host == host]
+        assert [r.index for r in mine] == [0, 1, 2]
+        assert [r.sequence for r in mine] == [1, 2, 3]
+        assert all(isinstance(r, Reply) for r in mine)
+    for stats in batch.statistics:
+        assert (stats.transmitted, stats.received, len(stats.rtts)) == (3, 3, 3)
+
+
+@requires_raw
+async def test_a_host_given_twice_is_pinged_twice() -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(["127.0.0.1", "127.0.0.1"], rate=None) as batch:
+        items = await collect(batch)
+    assert sorted(i.position for i in items) == [0, 1]
+    assert sorted(i.result.sequence for i in items if isinstance(i, HostResult)) == [1, 2]
+    assert [s.received for s in batch.statistics] == [1, 1]
+
+
+@requires_raw
+async def test_sending_follows_the_rate_in_input_order(autojump_clock: trio.testing.MockClock) -> None:
+    hosts = loopback(10)
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=100) as batch:
+        sent_at_half: list[int] = []
+
+        async def watch() -> None:
+            await trio.sleep(0.0451)  # slots at 0, 10, 20, 30, 40 ms have come
+            sent_at_half.append(batch.progress.sent)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            order = [i.host async for i in batch]
+    assert sent_at_half == [5]
+    assert order == hosts
+
+
+@requires_raw
+async def test_without_a_rate_everything_goes_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(loopback(200), rate=None) as batch:
+        start = trio.current_time()
+        await collect(batch)
+    assert trio.current_time() == start  # no pacing sleep at all (virtual time never moved)
+
+
+@requires_raw
+async def test_leaving_early_stops_sending_and_empties_the_tables() -> None:
+    async with trioping.open_pinger() as pinger:
+        async with pinger.fanout(loopback(500), rate=200) as batch:
+            async for _ in batch:
+                break
+        sent = batch.progress.sent
+        assert transport_tables(pinger) == [0]
+        await trio.sleep(0.05)
+        assert batch.progress.sent == sent < 500
+
+
+@requires_raw
+async def test_kernel_drops_are_surfaced() -> None:
+    """A receive buffer forced to its minimum overflows at once: the batch says so."""
+    async with (
+        trioping.open_pinger(receive_buffer=1) as pinger,
+        pinger.fanout(loopback(300), rate=None, timeout=0.3) as batch,
+    ):
+        items = await collect(batch)
+    lost = sum(isinstance(i, HostResult) and isinstance(i.result, Timeout) for i in items)
+    assert batch.kernel_drops > 0
+    assert batch.progress.kernel_drops == batch.kernel_drops
+    assert 0 < lost <= batch.kernel_drops
+
+
+@requires_raw
+async def test_kernel_transmit_stamps_on_request() -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(loopback(3), tx_timestamps=True, rate=None) as batch:
+        items = await collect(batch)
+        assert transport_tables(pinger) == [0]
+    assert all(isinstance(i, HostResult) and isinstance(i.result, Reply) for i in items)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rate": 0},
+        {"rate": -1.0},
+        {"rate": float("nan")},
+        {"count": 0},
+        {"timeout": 0},
+        {"interval": -1},
+        {"size": -1},
+        {"ttl": 0},
+        {"family": 5},
+        {"resolve_concurrency": 0},
+    ],
+)
+async def test_bad_arguments_raise_before_anything_is_sent(kwargs: dict[str, float]) -> None:
+    async with trioping.open_pinger() as pinger:
+        with pytest.raises(InvalidArgumentError):
+            pinger.fanout(["127.0.0.1"], **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_string_is_not_a_list_of_hosts() -> None:
+    async with trioping.open_pinger() as pinger:
+        with pytest.raises(InvalidArgumentError):
+            pinger.fanout("127.0.0.1")
+
+
+async def test_a_closed_pinger_refuses_a_batch() -> None:
+    async with trioping.open_pinger() as pinger:
+        pass
+    with pytest.raises(trio.ClosedResourceError):
+        async with pinger.fanout(["127.0.0.1"]):
+            pass
+
+
+def test_default_rate_is_the_documented_one() -> None:
+    import inspect
+
+    assert inspect.signature(trioping.Pinger.fanout).parameters["rate"].default == trioping.DEFAULT_RATE
+
+
+@given(st.ip_addresses())
+def test_fast_literals_agree_with_the_resolver(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    for text in {str(address), address.exploded}:
+        fast = fast_literal(text)
+        if fast is not None:
+            assert fast == literal_address(text)
+
+
+@given(st.text(max_size=40))
+def test_fast_literals_never_accept_what_the_resolver_refuses(text: str) -> None:
+    fast = fast_literal(text)
+    if fast is not None:
+        assert fast == literal_address(text)
+
+
+@given(
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(1, 255),
+    st.integers(0, 64),
+    st.binary(min_size=0, max_size=3),
+    st.booleans(),
+)
+def test_the_reply_fast_path_agrees_with_the_decoder(
+    identifier: int, sequence: int, ttl: int, size: int, tail: bytes, corrupt: bool
+) -> None:
+    payload = make_payload(size, 12345, b"TOKEN123") + tail
+    request = encode_echo_request(Family.V4, identifier, sequence, payload)
+    reply = b"\x00" + request[1:2] + b"\x00\x00" + request[4:]
+    checksum = internet_checksum(reply)
+    reply = reply[:2] + checksum.to_bytes(2, "big") + reply[4:]
+    if corrupt:
+        reply = reply[:-1] + bytes([reply[-1] ^ 1]) if len(reply) > 8 else reply[:6] + b"\xff\xff"
+    header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 1, 0, 0]) + socket.inet_aton("127.9.8.7") + bytes(4)
+    datagram = header + reply
+    peeked = peek_ipv4_echo_reply(datagram)
+    decoded = decode_ipv4(datagram)
+    assert isinstance(decoded, trioping._packet.EchoMessage)
+    if peeked is None:
+        assert decoded.checksum_ok is False
+    else:
+        assert decoded.checksum_ok is True
+        assert peeked == (decoded.source, decoded.identifier, decoded.sequence, decoded.ttl)
+        assert datagram[28:] == decoded.payload
+
+
+@given(st.binary(max_size=80))
+def test_the_reply_fast_path_takes_only_what_the_decoder_calls_a_good_reply(data: bytes) -> None:
+    peeked = peek_ipv4_echo_reply(data)
+    if peeked is not None:
+        decoded = decode_ipv4(data)
+        assert isinstance(decoded, trioping._packet.EchoMessage)
+        assert decoded.is_reply
+        assert decoded.checksum_ok
+        assert peeked == (decoded.source, decoded.identifier, decoded.sequence, decoded.ttl)
