@@ -182,7 +182,7 @@ def test_cli_prints_a_refused_send_and_counts_it(
     monkeypatch.setattr(IcmpSocket, "send", send_with_enobufs)
     assert cli_main(["127.0.0.1", "-c", "3", "-i", "0.01"]) == 0
     out = capsys.readouterr()
-    assert out.err == ""
+    assert out.err == "trioping: sendmsg: No buffer space available\n"
     lines = out.out.splitlines()
-    assert lines[2] == "From 127.0.0.1 icmp_seq=2 No buffer space available"
-    assert lines[6].startswith("2 packets transmitted, 2 received, +1 errors, 0% packet loss, time ")
+    assert lines[2].startswith("64 bytes from 127.0.0.1: icmp_seq=3 ")
+    assert lines[5].startswith("2 packets transmitted, 2 received, +1 errors, 0% packet loss, time ")

@@ -278,6 +278,9 @@ class _Printer:
         self.out(line)
 
     def result(self, result: ProbeResult, address: str) -> None:
+        if isinstance(result, SendError) and not self.options.json_output:
+            _warn(fmt.send_error_text(result))
+            return
         if self.options.quiet:
             return
         if self.options.json_output:
@@ -341,17 +344,19 @@ def _result_line(result: ProbeResult, host: str, address: str) -> str | None:
         return fmt.reply_line(result, host, address)
     if isinstance(result, IcmpError):
         return fmt.error_line(result)
-    if isinstance(result, SendError):
-        return fmt.send_error_line(result)
     if isinstance(result, InvalidReply):
         return fmt.invalid_line(result)
     assert isinstance(result, Timeout)
     return None
 
 
-def _fail(message: str) -> int:
+def _warn(message: str) -> None:
     sys.stderr.write(f"{_PROG}: {message}\n")
     sys.stderr.flush()
+
+
+def _fail(message: str) -> int:
+    _warn(message)
     return EXIT_ERROR
 
 

@@ -62,8 +62,14 @@ def error_line(error: IcmpError) -> str:
     return f"From {error.source} icmp_seq={error.sequence} {error.description}"
 
 
-def send_error_line(error: SendError) -> str:
-    return f"From {error.target} icmp_seq={error.sequence} {error.message}"
+def send_error_text(error: SendError) -> str:
+    """iputils' stderr wording for a refused send: ``local error: ...`` or ``sendmsg: ...``.
+
+    Not a ``From ... icmp_seq=`` line: nothing answered, our own kernel refused the packet.
+    """
+    if error.message.startswith("local error"):
+        return error.message
+    return f"sendmsg: {error.message}"
 
 
 def invalid_line(invalid: InvalidReply) -> str:
