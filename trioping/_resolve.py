@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import trio
@@ -44,11 +45,38 @@ def literal_address(host: Host) -> tuple[str, Family] | None:
     return canonical_address(str(parsed), Family.V4), Family.V4
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def is_valid_hostname(name: str) -> bool:
+    """Whether *name* could be a DNS host name at all (RFC 1123 labels, IDNA for others).
+
+    A name that cannot exist is refused here rather than handed to the resolver, which
+    would otherwise send a query that can only fail (``-x``, ``1::2::3``, ``a..b``).
+    """
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    ascii_name = ascii_name[:-1] if ascii_name.endswith(".") else ascii_name
+    if not ascii_name or len(ascii_name) > 253:
+        return False
+    return all(_LABEL.match(label) for label in ascii_name.split("."))
+
+
+def is_special_invalid(name: str) -> bool:
+    """RFC 6761 section 6.4: "invalid" names never resolve, and resolver libraries should
+    answer them negatively at once instead of querying a name server."""
+    labels = name.lower().rstrip(".").split(".")
+    return labels[-1] == "invalid"
+
+
 async def resolve(host: Host, family: Family | None = None) -> tuple[str, Family]:
     """Resolve *host* to its first address of the wanted family (any, if None).
 
     Literals are checked without a lookup; a literal of the other family than asked is an
-    :class:`InvalidArgumentError` (as ``ping -4 ::1`` refuses).  Failed lookups raise
+    :class:`InvalidArgumentError` (as ``ping -4 ::1`` refuses).  Names that cannot exist,
+    and RFC 6761's ``.invalid`` names, fail without a query.  Failed lookups raise
     :class:`ResolutionError` with the resolver's own words ("Name or service not known").
     """
     if not isinstance(host, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -62,7 +90,7 @@ async def resolve(host: Host, family: Family | None = None) -> tuple[str, Family
     name = host.strip()
     if not name:
         raise InvalidArgumentError("empty host name")
-    if any(ch.isspace() for ch in name) or "\x00" in name:
+    if not is_valid_hostname(name) or is_special_invalid(name):
         raise ResolutionError(host, "Name or service not known")
     af = socket.AF_UNSPEC if family is None else family.address_family
     try:
