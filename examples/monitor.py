@@ -1,7 +1,7 @@
 """A small monitor: ping a set of hosts every N seconds and print what changed.
 
     sudo python examples/monitor.py                          # loopback hosts, 5 rounds of 2 s
-    sudo python examples/monitor.py 127.0.0.1 ::1 198.18.5.2 --every 1 --rounds 10
+    sudo python examples/monitor.py 127.0.0.1 ::1 127.0.0.2 --every 1 --rounds 10
 
 The first round prints every host's state; later rounds print only changes (``up -> down``
 or ``down -> up``), with the RTT of hosts that came up.  A host is *down* in a round when

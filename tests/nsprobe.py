@@ -85,7 +85,7 @@ async def endless(pinger: trioping.Pinger, host: str, step: int, *, interval: fl
         async for result in stream:
             running = stream.statistics
             emit({**_json.result_object(result, host, time.time()), "step": step, "received": running.received})
-            if running.received >= take:
+            if running.received >= take or running.transmitted >= 10 * take:  # bounded even if nothing answers
                 break
     at_exit = stream.statistics.transmitted
     await trio.sleep(interval * 5)

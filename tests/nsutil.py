@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import socket
@@ -205,11 +206,28 @@ class MiniLab:
             subprocess.run([ip, "netns", "del", ns], capture_output=True, timeout=30, check=False)
 
 
+def sweep_stale_labs() -> None:
+    """Remove mini-labs whose creating pytest died without cleaning up (e.g. SIGKILL)."""
+    listing = subprocess.run([_ip(), "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    for line in listing.splitlines():
+        match = re.match(r"tping-dg-(\d+)-\w+", line)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            subprocess.run([_ip(), "netns", "del", match.group(0)], capture_output=True, timeout=30, check=False)
+        except PermissionError:
+            pass
+
+
 @contextlib.contextmanager
 def mini_lab() -> Iterator[MiniLab]:
     lab = MiniLab(prefix=f"tping-dg-{os.getpid()}")
     if os.geteuid() != 0:
         raise Unavailable("creating network namespaces needs root")
+    sweep_stale_labs()
     lab.destroy()
     lab.build()
     try:

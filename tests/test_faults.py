@@ -455,7 +455,7 @@ def local_routes(netlab: NetLab) -> Iterator[None]:  # netlab: its session lock 
     try:
         for kind, (number, _, _) in LOCAL_ROUTES.items():
             for prefix in (f"198.18.{number}.0/24", f"2001:db8:{number}::/64"):
-                argv = [ip, "route", "add", kind, prefix]
+                argv = [ip, "route", "replace", kind, prefix]  # replace: a killed run's leftover is fine
                 subprocess.run(argv, check=True, capture_output=True, timeout=10)
                 added.append([ip, "route", "del", kind, prefix])
         yield

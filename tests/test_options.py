@@ -113,7 +113,7 @@ async def test_interface_binding_decides_the_way_out(netlab: NetLab) -> None:
 @pytest.mark.parametrize(
     ("options", "host", "message"),
     [
-        ({"source": "10.255.255.254"}, "127.0.0.1", "cannot use source address 10.255.255.254"),
+        ({"source": "198.19.255.254"}, "127.0.0.1", "cannot use source address 198.19.255.254"),
         ({"source": "::1"}, "127.0.0.1", "source address ::1 is not an IPv4 address"),
         ({"source": "127.0.0.1"}, "::1", "source address 127.0.0.1 is not an IPv6 address"),
         ({"source": "localhost"}, "::1", "source address 'localhost' is not an IP address"),
