@@ -232,7 +232,7 @@ async def test_a_dropped_stream_stops_sending() -> None:
         async for result in pinger.stream("127.0.0.1", interval=0.005):
             assert isinstance(result, Reply)
             break
-        await trio.sleep(0.03)
+        await trio.testing.wait_all_tasks_blocked()
         assert pinger._transport(Family.V4).table == {}
         assert len(pinger._nursery.child_tasks) == 1  # only the receiver remains
 
@@ -251,7 +251,11 @@ async def test_stream_statistics_are_live() -> None:
     async with trioping.open_pinger() as pinger:
         stream = pinger.stream("::1", count=3, interval=0.01)
         snapshots = [stream.statistics.received async for _ in stream]
-        assert snapshots == [1, 2, 3]
+        # Live counts: never behind what was yielded (a slow consumer may see them ahead).
+        assert len(snapshots) == 3
+        assert all(seen >= position for position, seen in enumerate(snapshots, 1))
+        assert snapshots == sorted(snapshots)
+        assert snapshots[-1] == 3
         assert stream.statistics.transmitted == 3
         assert stream.outstanding == 0
 
@@ -260,7 +264,8 @@ async def test_deadline_ends_the_run() -> None:
     async with trioping.open_pinger() as pinger:
         stats = await pinger.ping("127.0.0.1", count=100, interval=0.02, deadline=0.1)
     assert 3 <= stats.transmitted <= 7
-    assert stats.received == stats.transmitted
+    # The deadline may cancel the run while the last probe is still in flight.
+    assert stats.transmitted - 1 <= stats.received <= stats.transmitted
 
 
 async def test_module_level_ping() -> None:
