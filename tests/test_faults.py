@@ -791,8 +791,8 @@ for family, host in ((Family.V4, "198.18.6.9"), (Family.V6, "2001:db8:6::9")):
     sock = IcmpSocket(family, SocketKind.DATAGRAM, 0, SocketOptions())
     sock.send(encode_echo_request(family, 0, 1, bytes(16)), host, ttl=None)
     time.sleep(0.2)
-    out[f"v{family.value} received"] = len(list(sock.receive_ready(8)))
-    out[f"v{family.value} queued"] = len(list(sock.error_queue_ready(8)))
+    out[f"v{family.value} received"] = len(sock.receive_batch(8))
+    out[f"v{family.value} queued"] = len(sock.error_queue_batch(8))
     sock.close()
 
 async def main():
@@ -843,3 +843,19 @@ def test_datagram_sockets_survive_every_icmp_errno(netlab: NetLab) -> None:
     assert out["198.18.6.9"] == [3, 0, 3, ["Packet filtered"] * 3]
     assert out["2001:db8:6::9"] == [3, 0, 3, ["Destination unreachable: Administratively prohibited"] * 3]
     assert out["after"] == 2
+
+
+@requires_raw
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_count_with_deadline_sends_until_count_replies(
+    netlab: NetLab, responder: ResponderFactory, family: Family
+) -> None:
+    """As ``ping -c 2 -w 5``: a lost probe is made up for; the run ends at the 2nd reply."""
+    responder(["drop", "ok"], max_seconds=30)
+    target = netlab.responder_v4 if family is Family.V4 else netlab.responder_v6
+    async with trioping.open_pinger() as pinger:
+        with trio.fail_after(10):
+            stats = await pinger.ping(target, count=2, interval=0.05, timeout=0.3, deadline=5)
+    assert (stats.transmitted, stats.received) == (3, 2)
+    assert [r.sequence for r in stats.replies] == [2, 3]
+    assert stats.elapsed < 5

@@ -276,8 +276,13 @@ async def test_module_level_ping() -> None:
 async def test_closed_pinger_refuses_work() -> None:
     async with trioping.open_pinger() as pinger:
         pass
-    with pytest.raises(trio.ClosedResourceError):
+    with pytest.raises(trioping.PingerClosedError):
         await pinger.probe("127.0.0.1")
+    with pytest.raises(trioping.PingerClosedError):
+        await pinger.ping("127.0.0.1", count=1)
+    with pytest.raises(trio.ClosedResourceError):  # also a trio.ClosedResourceError
+        async for _ in pinger.stream("127.0.0.1"):
+            pass
 
 
 def _probe_sent(mono_ns: int, wall_ns: int, tx_ns: int | None) -> Probe:
@@ -314,3 +319,18 @@ async def test_timeout_is_loss_in_virtual_time(autojump_clock: trio.testing.Mock
     assert (stats.transmitted, stats.received, stats.loss) == (3, 0, 1.0)
     assert all(isinstance(r, Timeout) for r in stats.results)
     assert stats.rtt_avg is None
+
+
+async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> None:
+    async with trioping.open_pinger() as pinger:
+        transport = pinger._transport(Family.V4)
+        owner = pinger.stream("127.0.0.1")._run
+        waiting = [Probe("127.0.0.1", seq, seq, b"", 0, owner) for seq in range(0x10000)]
+        transport.table.update({("127.0.0.1", p.sequence): p for p in waiting})
+        result = transport.try_send("127.0.0.1", index=0, size=56, ttl=None, owner=owner)
+        assert isinstance(result, trioping.SendError)
+        assert "no free sequence number" in result.message
+        for probe in waiting:
+            transport.forget(probe)
+        stats = await pinger.ping("127.0.0.1", count=1)
+    assert stats.received == 1

@@ -323,8 +323,8 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
                 out(fmt.header(options.host, address, family, options.size))
             async for result in stream:
                 printer.result(result, address)
-    if stream is None:
-        return EXIT_ERROR
+    if stream is None:  # Ctrl-C while resolving or opening the socket: nothing was sent
+        return EXIT_NO_REPLY
     stats = dataclasses.replace(stream.statistics, host=options.host)
     if options.json_output:
         out(_json.dumps(_json.summary_object(stats, options.host, time.time())))

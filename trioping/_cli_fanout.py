@@ -191,9 +191,9 @@ def summary_line(stats: PingStats, width: int) -> str:
     """``127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = 0.050/0.050/0.050``."""
     loss = (stats.transmitted - stats.received) * 100 // stats.transmitted if stats.transmitted else 0
     line = f"{stats.host:<{width}} : xmt/rcv/%loss = {stats.transmitted}/{stats.received}/{loss}%"
-    if stats.rtts:
-        figures = (stats.rtt_min, stats.rtt_avg, stats.rtt_max)
-        line += ", min/avg/max = " + "/".join(fping_ms(value) for value in figures if value is not None)
+    rtts = stats.rtts
+    if rtts:  # PingStats' rtt_min / rtt_avg / rtt_max, without three property calls (one line a host)
+        line += f", min/avg/max = {fping_ms(min(rtts))}/{fping_ms(math.fsum(rtts) / len(rtts))}/{fping_ms(max(rtts))}"
     return line
 
 

@@ -12,6 +12,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import trio
+
 
 class TriopingError(Exception):
     """Base class of every error trioping raises deliberately."""
@@ -36,6 +38,10 @@ class PermissionDeniedError(TriopingError, PermissionError):
     The message says what to grant: CAP_NET_RAW for raw sockets, or a
     ``net.ipv4.ping_group_range`` that contains the process's group for datagram sockets.
     """
+
+
+class PingerClosedError(TriopingError, trio.ClosedResourceError):
+    """The pinger was used after its ``async with open_pinger()`` block ended."""
 
 
 class SocketError(TriopingError, OSError):

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 
 import trio
 
-from ._errors import InvalidArgumentError, TriopingError
+from ._errors import InvalidArgumentError, PingerClosedError, TriopingError
 from ._packet import DEFAULT_SIZE, Family, validate_size
 from ._pinger import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, _check_positive_count, _check_seconds, _check_ttl
 from ._resolve import Host, parse_family, resolve
@@ -204,6 +204,7 @@ class _Host(StatsAccumulator):
 
     def deliver(self, probe: Probe | None, result: ProbeResult) -> None:
         run = self.run
+        # HostResult(...) without the named tuple's Python-level __new__ (once per probe).
         run.results.append(HostResult(self.host, self.address, self.position, result))
         kind = type(result)
         if type(result) is Reply and not result.duplicate:
@@ -275,7 +276,7 @@ class _FanoutRun:
         self.started = True
         if self.pinger._closed:
             self.finished = True
-            raise trio.ClosedResourceError("this pinger is closed")
+            raise PingerClosedError("this pinger is closed: use it inside its open_pinger() block")
         await self.pinger._nursery.start(self._main)
 
     def cancel(self) -> None:
@@ -380,7 +381,8 @@ class _FanoutRun:
         if literal is None:
             return False
         address, family = literal
-        host = _Host(self, cast(str, item), len(self.hosts))
+        name: str = item  # type: ignore[assignment]  # a str: fast_literal said so (no cast() call)
+        host = _Host(self, name, len(self.hosts))
         self.hosts.append(host)
         transport = self._usable.get(family)
         if transport is None:
@@ -462,12 +464,13 @@ class _FanoutRun:
         ready = self.ready
         repeats = self.repeats
         inflight = self.inflight
-        clock = trio.current_time
+        clock = trio.lowlevel.current_clock().current_time  # trio.current_time, two calls fewer
         next_slot = clock()
         since_drain = 0
+        lingering = self.lingering
         while True:
             now = clock()
-            if inflight and inflight[0][0] <= now:
+            if (inflight and inflight[0][0] <= now) or (lingering and lingering[0][0] <= now):
                 self._reap(now)
             while True:
                 slot = now
@@ -510,11 +513,8 @@ class _FanoutRun:
                 self.wake_feeder()
             if self._complete():
                 return
-            wake_at = math.inf
-            if inflight:
-                wake_at = inflight[0][0]
-            elif self.lingering:
-                wake_at = self.lingering[0][0]
+            # Wake for whichever comes first: a timeout, a kept probe to forget, a send slot.
+            wake_at = min(inflight[0][0] if inflight else math.inf, lingering[0][0] if lingering else math.inf)
             if ready:
                 wake_at = min(wake_at, next_slot)
             if repeats:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import secrets
 import weakref
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import InvalidArgumentError, PermissionDeniedError
+from ._errors import InvalidArgumentError, PermissionDeniedError, PingerClosedError
 from ._packet import DEFAULT_SIZE, TOKEN_SIZE, Family, validate_size
 from ._resolve import Host, parse_family, resolve
 from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
@@ -82,6 +81,7 @@ class _StreamRun:
         self.cancel_scope = trio.CancelScope()
         self.kept: deque[Probe] = deque()
         self.send_channel, self.receive_channel = trio.open_memory_channel[ProbeResult](math.inf)
+        self._send_nowait = self.send_channel.send_nowait
         self.address: str | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
@@ -110,12 +110,15 @@ class _StreamRun:
         self._report(result)
         if self.waiting and probe is self.waiting[0][1]:
             self._wake_reaper()  # the oldest probe has its verdict: the reaper moves on
+        plan = self.plan
+        if plan.deadline is not None and plan.count is not None and self.accumulator.received >= plan.count:
+            self.cancel_scope.cancel()  # ping -c N -w T ends at the N-th reply
 
     def _report(self, result: ProbeResult) -> None:
         self.accumulator.add(result)
         # Not contextlib.suppress: this runs per result, and a try block costs nothing.
         try:  # noqa: SIM105
-            self.send_channel.send_nowait(result)
+            self._send_nowait(result)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
@@ -131,28 +134,38 @@ class _StreamRun:
                     waits.start_soon(self._await_verdicts, transport)
                     index = 0
                     previous: Probe | None = None
-                    while plan.count is None or index < plan.count:
-                        due = start + index * plan.interval
-                        if due > trio.current_time():
+                    # Locals: this loop runs per probe (a flood sends tens of thousands a second).
+                    count, interval, size, ttl, timeout = plan.count, plan.interval, plan.size, plan.ttl, plan.timeout
+                    notify = plan.on_outstanding
+                    clock = trio.lowlevel.current_clock().current_time  # trio.current_time, two calls fewer
+                    try_send = transport.try_send
+                    waiting = self.waiting
+                    accumulator = self.accumulator
+                    # With a deadline, as ping -c N -w T: keep sending until N replies, not N probes.
+                    until_replies = count is not None and plan.deadline is not None
+                    while count is None or index < count or (until_replies and accumulator.received < count):
+                        due = start + index * interval
+                        # (-i 0: every probe is due at once, no clock reading needed.)
+                        if interval and due > clock():
                             await trio.sleep_until(due)
                         elif index % _CHECKPOINT_EVERY == 0:
                             await trio.lowlevel.checkpoint()  # back to back (-i 0): let replies in
-                        notify = plan.on_outstanding
                         if notify is not None and previous is not None and previous.state in _UNANSWERED:
                             notify(Outstanding(previous.target, previous.sequence, previous.index))
-                        sent = transport.try_send(address, index=index, size=plan.size, ttl=plan.ttl, owner=self)
+                        sent = try_send(address, index=index, size=size, ttl=ttl, owner=self)
                         if sent is None:  # the send buffer is full
-                            sent = await transport.send(address, index=index, size=plan.size, ttl=plan.ttl, owner=self)
+                            sent = await transport.send(address, index=index, size=size, ttl=ttl, owner=self)
                         index += 1
-                        if isinstance(sent, SendError):
+                        if type(sent) is SendError:
                             previous = None
                             self._report(sent)
                             continue
+                        assert isinstance(sent, Probe)
                         previous = sent
-                        self.accumulator.transmitted += 1
+                        accumulator.transmitted += 1
                         self._keep(transport, sent)
-                        idle = not self.waiting  # else the reaper already waits for an earlier deadline
-                        self.waiting.append((trio.current_time() + plan.timeout, sent))
+                        idle = not waiting  # else the reaper already waits for an earlier deadline
+                        waiting.append((clock() + timeout, sent))
                         if idle:
                             self._wake_reaper()
                     self.sending_done = True
@@ -265,17 +278,24 @@ class PingStream:
         return self
 
     async def __anext__(self) -> ProbeResult:
+        if not self._started:
+            self._started = True
+            try:
+                await self._run.start()  # errors here (closed pinger, bad host) are raised
+            except BaseException:
+                self._run.cancel()
+                raise
         try:
-            if not self._started:
-                self._started = True
-                await self._run.start()
             self._since_checkpoint += 1
             if self._since_checkpoint < _CHECKPOINT_EVERY:
                 # Results already queued are handed out without a trip through the
                 # scheduler (a flood yields thousands); every _CHECKPOINT_EVERY-th call,
-                # and any call that has to wait, is a full checkpoint.
-                with contextlib.suppress(trio.WouldBlock):
+                # and any call that has to wait, is a full checkpoint.  (Not
+                # contextlib.suppress: this runs per result, and a try block costs nothing.)
+                try:
                     return self._run.receive_channel.receive_nowait()
+                except trio.WouldBlock:
+                    pass
             self._since_checkpoint = 0
             return await self._run.receive_channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -323,7 +343,7 @@ class Pinger:
     def _transport(self, family: Family) -> Transport:
         """The transport for *family*, opening its socket and receiver on first use."""
         if self._closed:
-            raise trio.ClosedResourceError("this pinger is closed")
+            raise PingerClosedError("this pinger is closed: use it inside its open_pinger() block")
         transport = self._transports.get(family)
         if transport is None:
             sock = self._open_socket(family)
@@ -553,7 +573,8 @@ async def open_pinger(
         # Receivers never raise, so a lone exception is the block's own: let the caller
         # catch ResolutionError itself rather than a group around it.
         if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+            lone = group.exceptions[0]
+            raise lone from lone.__cause__
         raise
     finally:
         if pinger is not None:

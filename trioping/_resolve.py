@@ -15,8 +15,13 @@ Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_family(family: Family | int | None) -> Family | None:
+    """4, 6, a :class:`Family`, ``socket.AF_INET`` / ``AF_INET6``, or None (either)."""
     if family is None:
         return None
+    if family == socket.AF_INET:
+        return Family.V4
+    if family == socket.AF_INET6:
+        return Family.V6
     try:
         return Family(family)
     except ValueError:

@@ -18,7 +18,6 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import trio
@@ -33,26 +32,19 @@ _DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 _INT = struct.Struct("i")
 _UINT = struct.Struct("I")
 _NO_TX_STAMP = (C.SOL_SOCKET, C.SO_TIMESTAMPING, _UINT.pack(0))
+_NO_TX_STAMP_ONLY = [_NO_TX_STAMP]
+_SOL_SOCKET = C.SOL_SOCKET
+_SCM_TS_OPT_ID = C.SCM_TS_OPT_ID
+_UINT_PACK = _UINT.pack
+_MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 
 _V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
 _V6_WANTED_TYPES = (1, 2, 3, 4, 129)
-# Every errno the kernel turns an ICMP error into (icmp_err_convert, icmpv6_err_convert),
-# which a datagram socket raises once from recvmsg: an administratively prohibited IPv6
-# destination is EACCES, a parameter problem EPROTO.  None of them may stop the receiver.
-_ICMP_ERRNOS = frozenset(
-    {
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.ENOPROTOOPT,
-        errno.ECONNREFUSED,
-        errno.EMSGSIZE,
-        errno.EOPNOTSUPP,
-        errno.EHOSTDOWN,
-        errno.ENONET,
-        errno.EACCES,
-        errno.EPROTO,
-    }
-)
+_BROKEN_SOCKET_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EINVAL})
+"""Errors from ``recvmsg`` that mean the socket itself is unusable.  Any other errno is a
+pending error the kernel derived from an ICMP message (datagram sockets report it once on
+the next receive; the error queue holds the details), so it is skipped, never fatal: which
+errnos ICMP can produce varies (EHOSTUNREACH, EACCES, EPROTO, EREMOTEIO for a redirect...)."""
 
 
 class SocketKind(enum.Enum):
@@ -286,6 +278,31 @@ class IcmpSocket:
         read per probe; None is then returned, unless the kernel refuses per-send flags and
         the send is stamped after all.
         """
+        if ttl is None and self.tx_timestamps:
+            # The common cases first, with one control message built fast: a stream's
+            # stamped sends, and fan-out's unstamped ones.
+            tx_id: int | None = None
+            if tx_timestamp or not self._per_send_tx_flags:
+                tx_id = self._next_tx_id
+                ancillary = [(_SOL_SOCKET, _SCM_TS_OPT_ID, _UINT_PACK(tx_id))]
+            else:
+                ancillary = _NO_TX_STAMP_ONLY
+            try:
+                self._sock.sendmsg([packet], ancillary, 0, (address, 0))
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:  # as below: an old kernel, or the destination
+                    return self._send_general(packet, address, ttl=ttl, tx_timestamp=tx_timestamp, failed=exc)
+                raise
+            if tx_id is not None:
+                self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
+            return tx_id
+        return self._send_general(packet, address, ttl=ttl, tx_timestamp=tx_timestamp)
+
+    def _send_general(
+        self, packet: bytes, address: str, *, ttl: int | None, tx_timestamp: bool, failed: OSError | None = None
+    ) -> int | None:
+        """:meth:`send`, every case.  *failed*: the fast path's ``sendmsg`` already raised this
+        (EINVAL), for the same packet and control messages; it is handled without sending again."""
         ancillary: list[tuple[int, int, bytes]] = []
         if ttl is not None:
             if self.family is Family.V4:
@@ -302,6 +319,8 @@ class IcmpSocket:
                 unstamped = True
                 ancillary.append(_NO_TX_STAMP)
         try:
+            if failed is not None:
+                raise failed
             self._sock_sendmsg(packet, ancillary, address)
         except OSError as exc:
             # EINVAL is also what a blackhole route answers: the kernel is only blamed for
@@ -340,29 +359,36 @@ class IcmpSocket:
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self._sock)
 
-    def receive_ready(self, limit: int) -> Iterator[Received]:
-        """Yield up to *limit* datagrams already queued, without blocking."""
+    def receive_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], str]]:
+        """Up to *limit* datagrams already queued, as ``(data, ancillary, address)``, without
+        blocking: a list, not a generator or a :class:`Received` each, for the hot path."""
+        recvmsg = self._sock.recvmsg
+        batch: list[tuple[bytes, list[tuple[int, int, bytes]], str]] = []
+        append = batch.append
         for _ in range(limit):
             try:
-                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+                data, ancillary, _flags, address = recvmsg(_RECV_SIZE, _ANC_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
-                # A datagram socket may surface a pending ICMP error as the recv's errno;
-                # the error queue holds the details, which drain_error_queue reads.
-                if exc.errno in _ICMP_ERRNOS:
-                    continue
-                raise
-            yield Received(data, ancillary, address[0] if address else "")
+                if exc.errno in _BROKEN_SOCKET_ERRNOS:
+                    raise
+                continue
+            append((data, ancillary, address[0] if address else ""))
+        return batch
 
-    def error_queue_ready(self, limit: int) -> Iterator[Received]:
-        """Yield up to *limit* error-queue entries (TX stamps, datagram-socket ICMP errors)."""
+    def error_queue_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], str]]:
+        """Up to *limit* error-queue entries (TX stamps, datagram-socket ICMP errors)."""
+        recvmsg = self._sock.recvmsg
+        batch: list[tuple[bytes, list[tuple[int, int, bytes]], str]] = []
+        append = batch.append
         for _ in range(limit):
             try:
-                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE, socket.MSG_ERRQUEUE)
+                data, ancillary, _flags, address = recvmsg(_RECV_SIZE, _ANC_SIZE, _MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
-                return
-            yield Received(data, ancillary, address[0] if address else "")
+                break
+            append((data, ancillary, address[0] if address else ""))
+        return batch
 
 
 def _block_all_but(types: tuple[int, ...]) -> int:

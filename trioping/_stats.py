@@ -74,7 +74,7 @@ class StatsAccumulator:
     """Mutable running counts for one destination; :meth:`snapshot` freezes them.
 
     ``keep_results`` is off for endless streams, where keeping every result would grow
-    without bound; the RTT list is kept either way (8 bytes a reply).
+    without bound; the RTT list is kept either way (a float a reply).
     """
 
     host: str
@@ -109,16 +109,17 @@ class StatsAccumulator:
             self.results.append(result)
 
     def snapshot(self) -> PingStats:
+        # Every field, in PingStats' order (a batch takes one snapshot per host).
         return PingStats(
-            host=self.host,
-            address=self.address,
-            transmitted=self.transmitted,
-            received=self.received,
-            duplicates=self.duplicates,
-            errors=self.errors,
-            late=self.late,
-            invalid=self.invalid,
-            rtts=tuple(self.rtts),
-            elapsed=self.elapsed,
-            results=tuple(self.results),
+            self.host,
+            self.address,
+            self.transmitted,
+            self.received,
+            self.duplicates,
+            self.errors,
+            self.late,
+            self.invalid,
+            tuple(self.rtts),
+            self.elapsed,
+            tuple(self.results),
         )

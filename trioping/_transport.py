@@ -50,6 +50,8 @@ from ._socket import IcmpSocket, Received
 
 _BATCH = 512
 _SEQUENCE_SPACE = 0x10000
+_time_ns = time.time_ns
+_monotonic_ns = time.monotonic_ns
 
 
 class ProbeState(enum.Enum):
@@ -57,6 +59,10 @@ class ProbeState(enum.Enum):
     ANSWERED = "answered"
     EXPIRED = "expired"
     FAILED = "failed"
+
+
+_WAITING = ProbeState.WAITING
+_ANSWERED = ProbeState.ANSWERED
 
 
 class ProbeOwner(Protocol):
@@ -153,11 +159,12 @@ class Transport:
 
     # -- sending -----------------------------------------------------------------------
 
-    def _allocate_sequence(self, target: str) -> int:
+    def _allocate_sequence(self, target: str) -> int | None:
         """Next sequence for *target*, skipping ones still waiting after a full wrap.
 
         An old answered or expired probe on the same key is evicted: after 65,536 probes to
-        one host its duplicates can no longer be told apart, as in iputils' table.
+        one host its duplicates can no longer be told apart, as in iputils' table.  None
+        when all 65,536 are still waiting (a flood to a host that never answers).
         """
         sequence = self._next_sequence.get(target, 1)
         for _ in range(_SEQUENCE_SPACE):
@@ -168,7 +175,7 @@ class Transport:
                 self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
                 return sequence
             sequence = (sequence + 1) % _SEQUENCE_SPACE
-        raise RuntimeError(f"65,536 probes to {target} are all still waiting")
+        return None
 
     def try_send(
         self,
@@ -190,7 +197,11 @@ class Transport:
         sequence = self._next_sequence.get(target, 1)
         key = (target, sequence)
         if key in table:  # rare: a full wrap of the sequence space
-            sequence = self._allocate_sequence(target)
+            free = self._allocate_sequence(target)
+            if free is None:
+                message = "no free sequence number: 65,536 probes to this host await replies"
+                return SendError(target, sequence, index, errno.ENOBUFS, message)
+            sequence = free
             key = (target, sequence)
         else:
             self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
@@ -198,11 +209,11 @@ class Transport:
         template = self._templates.get((size, identifier))
         if template is None:
             template = self._templates[size, identifier] = EchoTemplate(self.family, identifier, self.token, size)
-        wall_ns = time.time_ns()
+        wall_ns = _time_ns()
         packet, payload = template.build(sequence, wall_ns)
         probe = Probe(target, sequence, index, payload, wall_ns, owner)
         table[key] = probe
-        probe.sent_mono_ns = time.monotonic_ns()
+        probe.sent_mono_ns = _monotonic_ns()
         try:
             tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
         except BlockingIOError:
@@ -273,15 +284,29 @@ class Transport:
             self.drain()
 
     def drain(self) -> None:
-        if self.sock.tx_timestamps or self.sock.kernel_owns_identifier:
-            for entry in self.sock.error_queue_ready(_BATCH):
-                self._on_error_queue(entry)
-        for received in self.sock.receive_ready(_BATCH):
-            self._on_datagram(received)
+        sock = self.sock
+        if sock.tx_timestamps or sock.kernel_owns_identifier:
+            tx_pending = self._tx_pending
+            for data, ancillary, address in sock.error_queue_batch(_BATCH):
+                stamped = tx_timestamp(ancillary)  # the common case (one per stamped send), inline
+                if stamped is None:
+                    self._on_error_queue(Received(data, ancillary, address))
+                    continue
+                probe = tx_pending.pop(stamped[0], None)
+                if probe is not None:
+                    probe.tx_ns = stamped[1]
+        # What _on_datagram does, without a Received object for the common case.
+        fast = self._on_reply_fast if self._fast_replies else None
+        for data, ancillary, address in sock.receive_batch(_BATCH):
+            if fast is None or not fast(data, ancillary):
+                self._on_datagram_in_full(Received(data, ancillary, address))
 
     def _on_datagram(self, received: Received) -> None:
-        if self._fast_replies and self._on_echo_reply_fast(received):
+        if self._fast_replies and self._on_reply_fast(received.data, received.ancillary):
             return
+        self._on_datagram_in_full(received)
+
+    def _on_datagram_in_full(self, received: Received) -> None:
         ancillary = parse_ancillary(received.ancillary)
         if ancillary.dropped is not None:
             self.kernel_drops = ancillary.dropped
@@ -328,20 +353,21 @@ class Transport:
         fields = (probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock)
         result: ProbeResult
         state = probe.state
-        if state is ProbeState.WAITING:
-            probe.finish(ProbeState.ANSWERED)
+        if state is _WAITING:
+            probe.state = _ANSWERED
+            if probe.done is not None:
+                probe.done.set()
             result = Reply(*fields)
-        elif state is ProbeState.ANSWERED:
+        elif state is _ANSWERED:
             result = Reply(*fields, duplicate=True)
         else:
             result = LateReply(*fields)
         probe.owner.deliver(probe, result)
 
-    def _on_echo_reply_fast(self, received: Received) -> bool:
+    def _on_reply_fast(self, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> bool:
         """The common case on a socket that delivers IPv4 headers -- a valid reply to one of
         our probes -- matched before any decoding object is built.  False for anything
         else (foreign, invalid, errors...), which the general path then handles in full."""
-        data = received.data
         peeked = peek_ipv4_echo_reply(data)
         if peeked is None:
             return False
@@ -349,8 +375,8 @@ class Transport:
         probe = self.table.get((source, sequence))
         if probe is None or identifier != self.sock.identifier or data[28:] != probe.payload:
             return False
-        now_mono_ns = time.monotonic_ns()
-        kernel_ns, dropped = stamp_and_drops(received.ancillary)
+        now_mono_ns = _monotonic_ns()
+        kernel_ns, dropped = stamp_and_drops(ancillary)
         if dropped is not None:
             self.kernel_drops = dropped
         self._valid_reply(probe, source, len(data) - IPV4_HEADER_SIZE, ttl, kernel_ns, now_mono_ns)
