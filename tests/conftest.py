@@ -23,3 +23,10 @@ CAN_RAW = _can_open_raw_icmp()
 requires_raw = pytest.mark.skipif(
     not CAN_RAW, reason="raw ICMP sockets need root or CAP_NET_RAW; run the suite as root to include these"
 )
+
+
+RX_STAMP_MAY_BE_LATE = "monotonic"
+"""The clock a reply may fall back to right after the machine's first timestamping socket
+opens: Linux switches receive stamping on from a workqueue (net_enable_timestamp), so a
+reply in that window has no kernel RX stamp and is timed, and labelled, monotonic.  A lost
+*transmit* stamp would show as ``kernel-rx`` instead, which the tests still reject."""

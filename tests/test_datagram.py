@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import RX_STAMP_MAY_BE_LATE
 from .nsutil import Identity, MiniLab, Unavailable, python_env, unprivileged_identity
 
 REPLY = r"^64 bytes from {}: icmp_seq=\d+ ttl={} time=\d+\.\d{{3}} ms$"
@@ -111,7 +112,9 @@ def test_library_falls_back_to_datagram_sockets(minilab: MiniLab, unprivileged: 
         (MiniLab.far_v4(), 1, 63),  # one router on the way
         (MiniLab.far_v6(), 1, 63),
     ]
-    assert {r["clock"] for r in replies} == {"kernel"}  # kernel TX stamps on datagram sockets too
+    clocks = {r["clock"] for r in replies}
+    assert "kernel" in clocks  # kernel TX and RX stamps on datagram sockets too
+    assert clocks <= {"kernel", RX_STAMP_MAY_BE_LATE}
     assert all(0 < r["rtt_ms"] < 1000 for r in replies)
     assert [(s["transmitted"], s["received"]) for s in of_type(objects, "summary")] == [(2, 2), (2, 2)]
 
