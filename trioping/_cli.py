@@ -12,24 +12,23 @@ import ipaddress
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import trio
 import typer
 
+from . import _cli_fanout as fan
 from . import _format as fmt
 from . import _json
+from ._cli_common import EXIT_ERROR, EXIT_NO_REPLY, EXIT_REPLIES, UsageError, run_interruptibly
 from ._errors import TriopingError
 from ._packet import DEFAULT_SIZE, Family
 from ._pinger import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, PingStream, open_pinger
 from ._resolve import resolve
 from ._results import IcmpError, InvalidReply, LateReply, Outstanding, ProbeResult, Reply, SendError, Timeout
 
-EXIT_REPLIES = 0
-EXIT_NO_REPLY = 1
-EXIT_ERROR = 2
 _PROG = "trioping"
 
 Writer = Callable[[str], None]
@@ -62,10 +61,6 @@ class PingOptions:
     timestamps: bool = False
     outstanding: bool = False
     json_output: bool = False
-
-
-class UsageError(TriopingError):
-    """A command-line mistake that the library would not catch (conflicting flags...)."""
 
 
 def _family(ipv4: bool, ipv6: bool) -> Family | None:
@@ -180,7 +175,6 @@ def _command(
         int, typer.Option("--max-targets", metavar="N", help="Refuse a -g range of more addresses.")
     ] = 131072,
 ) -> None:
-    from . import _cli_fanout as fan  # imports _cli: only here, and only fan-out needs it
 
     if fan.wanted(hosts, files, generate, alive, unreachable):
         if timestamps or outstanding or json_output:
@@ -229,35 +223,6 @@ def _command(
         json_output=json_output,
     )
     raise SystemExit(trio.run(run_ping, options, _write_line()))
-
-
-async def run_interruptibly(body: Callable[[trio.CancelScope], Awaitable[int]]) -> int:
-    """Run *body* with a cancel scope that Ctrl-C (SIGINT) cancels.
-
-    The body prints its own summary after the scope is cancelled, as ping does; watching
-    the signal (instead of letting KeyboardInterrupt fly) keeps it out of exception groups.
-    """
-    failure: TriopingError | None = None
-    status = EXIT_ERROR
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        run_scope = trio.CancelScope()
-
-        async def cancel_on_interrupt() -> None:
-            async for _ in signals:
-                run_scope.cancel()
-                return
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(cancel_on_interrupt)
-            try:
-                status = await body(run_scope)
-            except TriopingError as exc:
-                failure = exc
-            finally:
-                nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return status
 
 
 async def run_ping(options: PingOptions, out: Writer) -> int:

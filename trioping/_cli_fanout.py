@@ -26,7 +26,7 @@ from typing import TextIO
 
 import trio
 
-from ._cli import EXIT_ERROR, UsageError, run_interruptibly
+from ._cli_common import EXIT_ERROR, UsageError, run_interruptibly
 from ._fanout import DEFAULT_RATE, Fanout, HostError, HostResult
 from ._packet import Family
 from ._pinger import open_pinger
