@@ -3,7 +3,11 @@ private namespaces of the datagram and option tests (tests/nsutil.py)."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +34,25 @@ RX_STAMP_MAY_BE_LATE = "monotonic"
 opens: Linux switches receive stamping on from a workqueue (net_enable_timestamp), so a
 reply in that window has no kernel RX stamp and is timed, and labelled, monotonic.  A lost
 *transmit* stamp would show as ``kernel-rx`` instead, which the tests still reject."""
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m trioping ARGS`` as a user runs it, bounded by *timeout* seconds."""
+    return subprocess.run(
+        [sys.executable, "-m", "trioping", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must die of SIGINT as usual: a child started from a
+    non-interactive shell can inherit SIGINT as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

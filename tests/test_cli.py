@@ -10,27 +10,13 @@ import time
 
 import pytest
 
-from .conftest import requires_raw
+from .conftest import default_sigint, requires_raw, run_cli
 
 REPLY_V4 = re.compile(r"^64 bytes from 127\.0\.0\.1: icmp_seq=(\d+) ttl=64 time=\d+\.\d+ ms$")
 SUMMARY = re.compile(
     r"^(\d+) packets transmitted, (\d+) received(?:, \+\d+ \w+)*, ([\d.]+)% packet loss, time (\d+)ms$"
 )
 RTT = re.compile(r"^rtt min/avg/max/mdev = \d+\.\d{3}/\d+\.\d{3}/\d+\.\d{3}/\d+\.\d{3} ms$")
-
-
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trioping", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @requires_raw
@@ -130,7 +116,7 @@ def test_sigint_prints_the_summary_and_exits_by_the_reply_rule() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None
@@ -164,7 +150,7 @@ def test_sigint_with_no_reply_exits_1(netlab: object) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None

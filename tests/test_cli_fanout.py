@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,14 @@ from trioping._cli_fanout import FanoutOptions, fping_ms, generate_targets, read
 from trioping._errors import TriopingError
 
 from .conftest import requires_raw
+from .conftest import run_cli as shared_run_cli
 from .netlab import NetLab
 
 PROBE_LINE = re.compile(r"^(\S+) +: \[(\d+)\], 64 bytes, (\d+\.\d+) ms \((\d+\.\d+) avg, 0% loss\)$")
 SUMMARY_LINE = re.compile(r"^(\S+) +: xmt/rcv/%loss = (\d+)/(\d+)/(\d+)%(?:, min/avg/max = [\d.]+/[\d.]+/[\d.]+)?$")
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trioping", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+run_cli = functools.partial(shared_run_cli, timeout=60)
 
 
 @requires_raw

@@ -22,6 +22,7 @@ What is surfaced and what is silent (the design these tests pin down):
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -53,7 +54,8 @@ from trioping import (
     Timeout,
 )
 
-from .conftest import RX_STAMP_MAY_BE_LATE, requires_raw
+from .conftest import RX_STAMP_MAY_BE_LATE, default_sigint, requires_raw
+from .conftest import run_cli as shared_run_cli
 from .netlab import NetLab, ResponderFactory
 
 pytestmark = [requires_raw, pytest.mark.netlab]
@@ -563,15 +565,7 @@ async def test_two_pingers_in_one_process_count_only_their_own(netlab: NetLab, r
     assert len(r.action_lines) == 20
 
 
-def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trioping", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=REPO,
-    )
+run_cli = functools.partial(shared_run_cli, timeout=20)
 
 
 def summary_of(stdout: str) -> str:
@@ -730,10 +724,6 @@ def test_cli_send_errors_are_printed_per_probe(family: Family) -> None:
     assert summary_of(done.stdout) == "0 packets transmitted, 0 received, +2 errors"
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(("plan", "status"), [("duplicate", 0), ("unreachable", 1)])
 def test_sigint_mid_run_prints_the_summary_with_every_count(
     netlab: NetLab, responder: ResponderFactory, plan: str, status: int
@@ -745,7 +735,7 @@ def test_sigint_mid_run_prints_the_summary_with_every_count(
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None

@@ -10,7 +10,6 @@ import json
 import math
 import re
 import subprocess
-import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from trioping import (
 from trioping._json import dumps, outstanding_object, result_object, summary_object
 from trioping._stats import StatsAccumulator
 
-from .conftest import requires_raw
+from .conftest import requires_raw, run_cli
 from .netlab import NetLab, ResponderFactory
 
 NOW = 1_700_000_000.25
@@ -122,10 +121,8 @@ def parse_lines(stdout: str) -> list[dict[str, Any]]:
     return objects
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trioping", *args, "--json"], capture_output=True, text=True, timeout=30, check=False
-    )
+def run_json(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, "--json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,7 +247,7 @@ def test_the_readme_example_is_valid() -> None:
 
 @requires_raw
 def test_cli_json_on_loopback() -> None:
-    done = run_cli("localhost", "-4", "-c", "3", "-i", "0.02")
+    done = run_json("localhost", "-4", "-c", "3", "-i", "0.02")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     objects = parse_lines(done.stdout)
@@ -267,7 +264,7 @@ def test_cli_json_on_loopback() -> None:
 
 @requires_raw
 def test_cli_json_quiet_prints_only_the_summary() -> None:
-    done = run_cli("::1", "-c", "2", "-i", "0.02", "-q")
+    done = run_json("::1", "-c", "2", "-i", "0.02", "-q")
     assert done.returncode == 0
     assert [o["type"] for o in parse_lines(done.stdout)] == ["summary"]
 
@@ -276,7 +273,7 @@ def test_cli_json_quiet_prints_only_the_summary() -> None:
 def test_cli_json_every_kind_of_event(netlab: NetLab, responder: ResponderFactory) -> None:
     """A misbehaving responder, an unreachable address and an oversize DF probe."""
     responder({"1": "late:200", "2": "wrong_token", "3": "duplicate", "default": "ok"})
-    done = run_cli(netlab.responder_v4, "-c", "4", "-i", "0.1", "-W", "0.1", "-O")
+    done = run_json(netlab.responder_v4, "-c", "4", "-i", "0.1", "-W", "0.1", "-O")
     assert done.returncode == 0, done.stderr
     objects = parse_lines(done.stdout)
     by_type: dict[str, list[int]] = {}
@@ -293,7 +290,7 @@ def test_cli_json_every_kind_of_event(netlab: NetLab, responder: ResponderFactor
     assert (summary["transmitted"], summary["received"], summary["duplicates"]) == (4, 2, 1)
     assert (summary["late"], summary["invalid"], summary["loss_percent"]) == (1, 1, 50)
 
-    unreachable = parse_lines(run_cli(netlab.unreachable_v6, "-c", "1").stdout)
+    unreachable = parse_lines(run_json(netlab.unreachable_v6, "-c", "1").stdout)
     assert [o["type"] for o in unreachable] == ["error", "summary"]
     assert (unreachable[0]["source"], unreachable[0]["kind"], unreachable[0]["icmp_type"]) == (
         netlab.router_v6,
@@ -301,7 +298,7 @@ def test_cli_json_every_kind_of_event(netlab: NetLab, responder: ResponderFactor
         1,
     )
 
-    oversize = run_cli(netlab.live_host_v4, "-c", "1", "-M", "do", "-s", "1500")
+    oversize = run_json(netlab.live_host_v4, "-c", "1", "-M", "do", "-s", "1500")
     assert oversize.returncode == 1
     send_error, summary = parse_lines(oversize.stdout)
     assert (send_error["type"], send_error["errno"], send_error["mtu"]) == ("send_error", 90, 1500)
@@ -310,7 +307,7 @@ def test_cli_json_every_kind_of_event(netlab: NetLab, responder: ResponderFactor
 
 
 def test_cli_json_errors_stay_on_stderr() -> None:
-    done = run_cli("nonexistent.invalid", "-c", "1")
+    done = run_json("nonexistent.invalid", "-c", "1")
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1

@@ -21,15 +21,9 @@ import pytest
 import trioping
 from trioping import InvalidArgumentError, Reply, RttClock, SendError, Timeout
 
-from .conftest import requires_raw
+from .conftest import requires_raw, run_cli
 from .netlab import NetLab
 from .nsutil import CLIENT_MTU, FAR_MTU, MiniLab, RequestCapture, python_env
-
-
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trioping", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def in_minilab(lab: MiniLab, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -144,8 +144,10 @@ async def test_a_full_receive_buffer_is_counted_and_never_fatal(netlab: NetLab, 
     assert pinger.kernel_drops >= lost
 
 
-async def test_a_refused_send_is_one_error_and_the_run_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ENOBUFS (a full device queue) cannot be provoked on demand: the socket raises it once."""
+@pytest.fixture
+def enobufs_on_second_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOBUFS (a full device queue) cannot be provoked on demand: the socket raises it once,
+    on the second send."""
     real_send = IcmpSocket.send
     calls = 0
 
@@ -157,6 +159,10 @@ async def test_a_refused_send_is_one_error_and_the_run_goes_on(monkeypatch: pyte
         return real_send(self, *args, **kwargs)
 
     monkeypatch.setattr(IcmpSocket, "send", send_with_enobufs)
+
+
+@pytest.mark.usefixtures("enobufs_on_second_send")
+async def test_a_refused_send_is_one_error_and_the_run_goes_on() -> None:
     async with trioping.open_pinger() as pinger:
         stats = await pinger.ping("127.0.0.1", count=4, interval=0.01)
     assert (stats.transmitted, stats.received, stats.errors, stats.loss) == (3, 3, 1, 0.0)
@@ -166,20 +172,8 @@ async def test_a_refused_send_is_one_error_and_the_run_goes_on(monkeypatch: pyte
     assert [r.sequence for r in stats.replies] == [1, 3, 4]
 
 
-def test_cli_prints_a_refused_send_and_counts_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    real_send = IcmpSocket.send
-    calls = 0
-
-    def send_with_enobufs(self: IcmpSocket, *args: Any, **kwargs: Any) -> int | None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
-        return real_send(self, *args, **kwargs)
-
-    monkeypatch.setattr(IcmpSocket, "send", send_with_enobufs)
+@pytest.mark.usefixtures("enobufs_on_second_send")
+def test_cli_prints_a_refused_send_and_counts_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["127.0.0.1", "-c", "3", "-i", "0.01"]) == 0
     out = capsys.readouterr()
     assert out.err == "trioping: sendmsg: No buffer space available\n"
