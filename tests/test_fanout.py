@@ -26,7 +26,15 @@ from trioping import (
     Timeout,
 )
 from trioping._fanout import fast_literal
-from trioping._packet import decode_ipv4, encode_echo_request, internet_checksum, make_payload, peek_ipv4_echo_reply
+from trioping._packet import (
+    EchoTemplate,
+    decode_ipv4,
+    encode_echo_request,
+    internet_checksum,
+    is_reply_to,
+    make_payload,
+    peek_ipv4_echo_reply,
+)
 from trioping._resolve import literal_address
 
 from .conftest import requires_raw
@@ -317,43 +325,78 @@ def test_fast_literals_never_accept_what_the_resolver_refuses(text: str) -> None
         assert fast == literal_address(text)
 
 
+def _kernel_reply(request: bytes, ttl: int, source: str = "127.9.8.7") -> bytes:
+    """What a Linux host answers to *request*: type 0, checksum recomputed, behind a header."""
+    reply = b"\x00" + request[1:2] + b"\x00\x00" + request[4:]
+    reply = reply[:2] + internet_checksum(reply).to_bytes(2, "big") + reply[4:]
+    header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 1, 0, 0]) + socket.inet_aton(source) + bytes(4)
+    return header + reply
+
+
+def _fast_path_accepts(datagram: bytes, identifier: int, sequence: int, payload: bytes, reply_checksum: int) -> bool:
+    """The receiver's fast path (Transport._on_reply_fast) for the probe (identifier, sequence)."""
+    peeked = peek_ipv4_echo_reply(datagram)
+    if peeked is None:
+        return False
+    _source, peeked_identifier, peeked_sequence, _ttl, checksum = peeked
+    return (peeked_identifier, peeked_sequence) == (identifier, sequence) and is_reply_to(
+        datagram, checksum, payload, reply_checksum
+    )
+
+
+def _assert_decoder_calls_it_a_good_reply(datagram: bytes, payload: bytes) -> None:
+    peeked = peek_ipv4_echo_reply(datagram)
+    decoded = decode_ipv4(datagram)
+    assert peeked is not None
+    assert isinstance(decoded, trioping._packet.EchoMessage)
+    assert decoded.is_reply
+    assert decoded.checksum_ok is True
+    assert decoded.payload == payload
+    assert peeked[:4] == (decoded.source, decoded.identifier, decoded.sequence, decoded.ttl)
+
+
 @given(
     st.integers(0, 0xFFFF),
     st.integers(0, 0xFFFF),
     st.integers(1, 255),
-    st.integers(0, 64),
-    st.binary(min_size=0, max_size=3),
-    st.booleans(),
+    st.integers(0, 200),
+    st.integers(0, 2**64 - 1),
 )
-def test_the_reply_fast_path_agrees_with_the_decoder(
-    identifier: int, sequence: int, ttl: int, size: int, tail: bytes, corrupt: bool
+def test_the_reply_fast_path_takes_every_correct_reply(
+    identifier: int, sequence: int, ttl: int, size: int, stamp: int
 ) -> None:
-    payload = make_payload(size, 12345, b"TOKEN123") + tail
-    request = encode_echo_request(Family.V4, identifier, sequence, payload)
-    reply = b"\x00" + request[1:2] + b"\x00\x00" + request[4:]
-    checksum = internet_checksum(reply)
-    reply = reply[:2] + checksum.to_bytes(2, "big") + reply[4:]
-    if corrupt:
-        reply = reply[:-1] + bytes([reply[-1] ^ 1]) if len(reply) > 8 else reply[:6] + b"\xff\xff"
-    header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 1, 0, 0]) + socket.inet_aton("127.9.8.7") + bytes(4)
-    datagram = header + reply
-    peeked = peek_ipv4_echo_reply(datagram)
-    decoded = decode_ipv4(datagram)
-    assert isinstance(decoded, trioping._packet.EchoMessage)
-    if peeked is None:
-        assert decoded.checksum_ok is False
-    else:
-        assert decoded.checksum_ok is True
-        assert peeked == (decoded.source, decoded.identifier, decoded.sequence, decoded.ttl)
-        assert datagram[28:] == decoded.payload
+    request, payload, reply_checksum = EchoTemplate(Family.V4, identifier, b"TOKEN123", size).build(sequence, stamp)
+    assert request == encode_echo_request(Family.V4, identifier, sequence, make_payload(size, stamp, b"TOKEN123"))
+    assert payload == request[8:]
+    datagram = _kernel_reply(request, ttl)
+    assert _fast_path_accepts(datagram, identifier, sequence, payload, reply_checksum)
+    _assert_decoder_calls_it_a_good_reply(datagram, payload)
 
 
-@given(st.binary(max_size=80))
-def test_the_reply_fast_path_takes_only_what_the_decoder_calls_a_good_reply(data: bytes) -> None:
+@given(
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 80),
+    st.integers(0, 2**64 - 1),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), min_size=1, max_size=3),
+    st.integers(0, 3),
+)
+def test_the_reply_fast_path_takes_only_what_the_decoder_calls_a_good_reply(
+    identifier: int, sequence: int, size: int, stamp: int, flips: list[tuple[int, int]], cut: int
+) -> None:
+    """Damage a correct reply anywhere (header, checksum, payload, length): whatever the fast
+    path still accepts, the full decoder must call a correct reply with that same payload."""
+    request, payload, reply_checksum = EchoTemplate(Family.V4, identifier, b"TOKEN123", size).build(sequence, stamp)
+    damaged = bytearray(_kernel_reply(request, 64))
+    for position, mask in flips:
+        damaged[position % len(damaged)] ^= mask
+    datagram = bytes(damaged[: len(damaged) - cut])
+    if _fast_path_accepts(datagram, identifier, sequence, payload, reply_checksum):
+        _assert_decoder_calls_it_a_good_reply(datagram, payload)
+
+
+@given(st.binary(max_size=80), st.binary(max_size=60), st.integers(0, 0xFFFE))
+def test_the_reply_fast_path_takes_no_junk(data: bytes, payload: bytes, reply_checksum: int) -> None:
     peeked = peek_ipv4_echo_reply(data)
-    if peeked is not None:
-        decoded = decode_ipv4(data)
-        assert isinstance(decoded, trioping._packet.EchoMessage)
-        assert decoded.is_reply
-        assert decoded.checksum_ok
-        assert peeked == (decoded.source, decoded.identifier, decoded.sequence, decoded.ttl)
+    if peeked is not None and is_reply_to(data, peeked[4], payload, reply_checksum):
+        _assert_decoder_calls_it_a_good_reply(data, payload)

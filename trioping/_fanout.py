@@ -65,6 +65,7 @@ _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _inet_pton = socket.inet_pton
 _inet_ntop = socket.inet_ntop
+_new_tuple = tuple.__new__
 
 
 class HostResult(NamedTuple):
@@ -174,9 +175,11 @@ def fast_literal(host: object) -> tuple[str, Family] | None:
     if type(host) is not str:
         return None
     try:
-        return _inet_ntop(_AF_INET, _inet_pton(_AF_INET, host)), Family.V4
+        _inet_pton(_AF_INET, host)
     except (OSError, ValueError):  # ValueError: an embedded NUL
         pass
+    else:
+        return host, Family.V4  # four decimal numbers, no leading zeros: already canonical
     if ":" not in host or "%" in host:
         return None
     try:
@@ -205,7 +208,7 @@ class _Host(StatsAccumulator):
     def deliver(self, probe: Probe | None, result: ProbeResult) -> None:
         run = self.run
         # HostResult(...) without the named tuple's Python-level __new__ (once per probe).
-        run.results.append(HostResult(self.host, self.address, self.position, result))
+        run.results.append(_new_tuple(HostResult, (self.host, self.address, self.position, result)))
         kind = type(result)
         if type(result) is Reply and not result.duplicate:
             # The common case, counted inline (as StatsAccumulator.add would).
@@ -242,8 +245,8 @@ class _FanoutRun:
         self.hosts: list[_Host] = []
         self.ready: deque[_Host] = deque()
         self.repeats: list[tuple[float, int, _Host]] = []
-        self.inflight: deque[tuple[float, Probe]] = deque()
-        self.lingering: deque[tuple[float, Probe]] = deque()
+        self.inflight: deque[Probe] = deque()  # in deadline order: one timeout for all
+        self.lingering: deque[Probe] = deque()  # past their deadline, in the same order
         self.results: deque[FanoutItem] = deque()
         self.transports: list[Transport] = []
         self._drop_baseline: dict[int, int] = {}
@@ -313,9 +316,9 @@ class _FanoutRun:
     def _forget_all(self) -> None:
         for queue in (self.inflight, self.lingering):
             if len(self.transports) == 1:
-                self.transports[0].forget_all(probe for _deadline, probe in queue)
+                self.transports[0].forget_all(queue)
             else:
-                for _deadline, probe in queue:
+                for probe in queue:
                     cast(_Host, probe.owner).transport.forget(probe)
             queue.clear()
         self.repeats.clear()
@@ -468,9 +471,10 @@ class _FanoutRun:
         next_slot = clock()
         since_drain = 0
         lingering = self.lingering
+        linger = plan.timeout
         while True:
             now = clock()
-            if (inflight and inflight[0][0] <= now) or (lingering and lingering[0][0] <= now):
+            if (inflight and inflight[0].deadline <= now) or (lingering and lingering[0].deadline + linger <= now):
                 self._reap(now)
             while True:
                 slot = now
@@ -505,7 +509,7 @@ class _FanoutRun:
                         self.wake_feeder()
                     await trio.lowlevel.checkpoint()
                     now = clock()
-                    if inflight and inflight[0][0] <= now:
+                    if inflight and inflight[0].deadline <= now:
                         self._reap(now)
                 else:
                     now = clock()
@@ -514,7 +518,10 @@ class _FanoutRun:
             if self._complete():
                 return
             # Wake for whichever comes first: a timeout, a kept probe to forget, a send slot.
-            wake_at = min(inflight[0][0] if inflight else math.inf, lingering[0][0] if lingering else math.inf)
+            wake_at = min(
+                inflight[0].deadline if inflight else math.inf,
+                lingering[0].deadline + linger if lingering else math.inf,
+            )
             if ready:
                 wake_at = min(wake_at, next_slot)
             if repeats:
@@ -552,22 +559,23 @@ class _FanoutRun:
             host.transmitted += 1
             self.sent += 1
             self.outstanding += 1
-            self.inflight.append((now + plan.timeout, sent))
+            sent.deadline = now + plan.timeout
+            self.inflight.append(sent)
         return True
 
     def _reap(self, now: float) -> None:
         """Declare lost the probes whose deadline passed; forget those kept long enough."""
         inflight = self.inflight
         lingering = self.lingering
-        linger = self.plan.timeout
         waiting = ProbeState.WAITING
-        while inflight and inflight[0][0] <= now:
-            deadline, probe = inflight.popleft()
+        while inflight and inflight[0].deadline <= now:
+            probe = inflight.popleft()
             if probe.state is waiting:
                 cast(_Host, probe.owner).transport.expire(probe)
-            lingering.append((deadline + linger, probe))
-        while lingering and lingering[0][0] <= now:
-            _deadline, probe = lingering.popleft()
+            lingering.append(probe)
+        forget_before = now - self.plan.timeout
+        while lingering and lingering[0].deadline <= forget_before:
+            probe = lingering.popleft()
             cast(_Host, probe.owner).transport.forget(probe)
 
     # -- reporting -----------------------------------------------------------------------

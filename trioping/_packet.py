@@ -208,6 +208,9 @@ def encode_echo_request(family: Family, identifier: int, sequence: int, payload:
 
 
 _HEADER_AND_STAMP = struct.Struct("!BBHHHQ")
+_REPLY_TYPE_DELTA = ICMPV4_ECHO_REQUEST << 8
+"""Request and reply differ in the type word only (8 vs 0), so a correct reply's checksum
+is the request's plus this, in one's-complement arithmetic (RFC 1624)."""
 
 
 class EchoTemplate:
@@ -217,7 +220,7 @@ class EchoTemplate:
     of everything else (type, identifier, token, fill) is computed once; each request is
     then one ``struct`` call and a concatenation.  :meth:`build` returns exactly what
     ``encode_echo_request(family, identifier, sequence, make_payload(size, stamp, token))``
-    does, and that payload.
+    does, with that payload and the checksum its reply must carry.
     """
 
     __slots__ = ("_base", "_family", "_identifier", "_size", "_tail", "_token", "_type")
@@ -236,27 +239,35 @@ class EchoTemplate:
         padded = tail + b"\x00" if len(tail) % 2 else tail
         self._base = (self._type << 8) + identifier + int.from_bytes(padded, "big") % 0xFFFF
 
-    def build(self, sequence: int, stamp_ns: int) -> tuple[bytes, bytes]:
-        """(request, payload) for this *sequence* and send *stamp_ns*."""
+    def build(self, sequence: int, stamp_ns: int) -> tuple[bytes, bytes, int]:
+        """(request, payload, reply checksum) for this *sequence* and send *stamp_ns*.
+
+        The reply checksum is what a correct echo reply to this request carries, modulo
+        0xFFFF (see :func:`peek_ipv4_echo_reply`); 0 for ICMPv6, whose checksums the
+        kernel computes and verifies.
+        """
         tail = self._tail
         if tail is None or not 0 <= sequence <= 0xFFFF:
             payload = make_payload(self._size, stamp_ns, self._token)
-            return encode_echo_request(self._family, self._identifier, sequence, payload), payload
+            request = encode_echo_request(self._family, self._identifier, sequence, payload)
+            return request, payload, _reply_checksum(self._family, request)
         stamp = stamp_ns & 0xFFFF_FFFF_FFFF_FFFF
         if self._type == ICMPV6_ECHO_REQUEST:
-            checksum = 0  # the kernel's job (see encode_echo_request)
+            checksum = reply_checksum = 0  # the kernel's job (see encode_echo_request)
         else:
-            total = (
-                self._base
-                + sequence
-                + (stamp >> 48)
-                + ((stamp >> 32) & 0xFFFF)
-                + ((stamp >> 16) & 0xFFFF)
-                + (stamp & 0xFFFF)
-            )
-            checksum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF  # total > 0: the type is in it
+            # The stamp's four 16-bit words sum to the stamp itself, mod 0xFFFF (2**16 = 1).
+            folded = (self._base + sequence + stamp) % 0xFFFF
+            checksum = ~(folded or 0xFFFF) & 0xFFFF  # a non-zero sum folds to 0xFFFF, never 0
+            reply_checksum = (checksum + _REPLY_TYPE_DELTA) % 0xFFFF
         request = _HEADER_AND_STAMP.pack(self._type, 0, checksum, self._identifier, sequence, stamp) + tail
-        return request, request[ICMP_HEADER_SIZE:]
+        return request, request[ICMP_HEADER_SIZE:], reply_checksum
+
+
+def _reply_checksum(family: Family, request: bytes) -> int:
+    if family is Family.V6:
+        return 0
+    request_checksum: int = _CHECKSUM.unpack_from(request, 2)[0]
+    return (request_checksum + _REPLY_TYPE_DELTA) % 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,27 +316,41 @@ class ErrorMessage:
 
 Decoded = EchoMessage | ErrorMessage | None
 
-# version/IHL, TTL, protocol, source; then the ICMP type, identifier and sequence.
-_IPV4_ECHO = struct.Struct("!B7xBB2x4s4xB3xHH")
+# version/IHL, TTL, protocol, source; then the ICMP type and code, checksum, identifier, sequence.
+_IPV4_ECHO = struct.Struct("!B7xBB2x4s4xHHHH")
 
 
-def peek_ipv4_echo_reply(datagram: bytes) -> tuple[str, int, int, int] | None:
-    """The common case of :func:`decode_ipv4`, fast: ``(source, identifier, sequence, ttl)``
-    for an echo reply with a correct checksum behind a plain 20-byte IPv4 header.
+def peek_ipv4_echo_reply(datagram: bytes) -> tuple[str, int, int, int, int] | None:
+    """``(source, identifier, sequence, ttl, checksum % 0xFFFF)`` of what has the shape of
+    an echo reply (type 0, code 0) behind a plain 20-byte IPv4 header; None otherwise.
 
-    None for anything else, which :func:`decode_ipv4` then decodes in full.  Whatever this
-    returns, ``decode_ipv4`` agrees with (an :class:`EchoMessage` of type 0, checksum
-    correct, payload ``datagram[28:]``); it builds no objects, so a receiver can match a
-    reply before paying for them.
+    The checksum is *not* verified here, because a receiver that knows the request can do
+    it for free: a reply whose payload equals the request's (``datagram[28:]``) is correct
+    exactly when ``checksum % 0xFFFF`` equals the request's reply checksum
+    (:meth:`EchoTemplate.build`).  A datagram that passes both checks is one that
+    :func:`decode_ipv4` decodes to a valid reply with these fields; anything else is left
+    to it.  Nothing is built but the source's text, so a receiver can match a reply before
+    paying for objects.
     """
     if len(datagram) < IPV4_HEADER_SIZE + ICMP_HEADER_SIZE or datagram[0] != 0x45:
         return None
-    _version_ihl, ttl, protocol, source, icmp_type, identifier, sequence = _IPV4_ECHO.unpack_from(datagram)
-    if protocol != IPPROTO_ICMP or icmp_type != ICMPV4_ECHO_REPLY:
+    _version_ihl, ttl, protocol, source, type_and_code, checksum, identifier, sequence = _IPV4_ECHO.unpack_from(
+        datagram
+    )
+    if protocol != IPPROTO_ICMP or type_and_code != 0:  # echo reply, code 0
         return None
-    if internet_checksum(datagram[IPV4_HEADER_SIZE:]) != 0:
-        return None
-    return _inet_ntop(_AF_INET, source), identifier, sequence, ttl
+    return _inet_ntop(_AF_INET, source), identifier, sequence, ttl, checksum % 0xFFFF
+
+
+def is_reply_to(datagram: bytes, checksum: int, payload: bytes, reply_checksum: int) -> bool:
+    """Whether a datagram that :func:`peek_ipv4_echo_reply` accepted (its *checksum* as
+    peeked) is a correct reply carrying exactly *payload*, the request's whose reply
+    checksum is *reply_checksum*: the payloads are equal, so the checksums must be too."""
+    return (
+        checksum == reply_checksum
+        and len(datagram) == IPV4_HEADER_SIZE + ICMP_HEADER_SIZE + len(payload)
+        and datagram.endswith(payload)
+    )
 
 
 def decode_ipv4(datagram: bytes) -> Decoded:

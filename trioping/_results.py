@@ -3,12 +3,17 @@
 Every result names the probe by ``target`` (the address pinged), ``sequence`` (the ICMP
 sequence number on the wire) and ``index`` (0 for the first probe of a call, 1 for the
 next...).  Times are in seconds, as floats, following Trio's convention.
+
+Results are named tuples: immutable, cheap to build (one is made per probe, and at
+fan-out rates a frozen dataclass costs ten times as much), and matched with ``isinstance``
+or ``match`` by class.  Their ``index`` field shadows the tuple method of that name, on
+purpose: a probe's index is what a result's reader wants.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._packet import Family, InvalidReason
 
@@ -42,8 +47,7 @@ class RttClock(enum.Enum):
     MONOTONIC = "monotonic"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A valid echo reply.  ``duplicate`` is True for every reply after the first.
 
     ``size`` is the ICMP message length (header + data), as ping's "64 bytes from";
@@ -53,7 +57,7 @@ class Reply:
     target: str
     source: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
     size: int
     ttl: int | None
     rtt: float
@@ -61,8 +65,7 @@ class Reply:
     duplicate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LateReply:
+class LateReply(NamedTuple):
     """A valid reply that arrived after its probe had timed out (or drawn an ICMP error).
 
     It is reported, never counted as received: the probe was already declared lost.
@@ -71,20 +74,19 @@ class LateReply:
     target: str
     source: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
     size: int
     ttl: int | None
     rtt: float
     clock: RttClock
 
 
-@dataclass(frozen=True, slots=True)
-class Timeout:
+class Timeout(NamedTuple):
     """No valid reply within the probe's timeout: the probe is lost."""
 
     target: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
 
 
 class IcmpErrorKind(enum.Enum):
@@ -169,8 +171,7 @@ def describe_icmp_error(family: Family, icmp_type: int, code: int, info: int) ->
     return f"Bad ICMP type: {icmp_type}"
 
 
-@dataclass(frozen=True, slots=True)
-class IcmpError:
+class IcmpError(NamedTuple):
     """An ICMP error (unreachable, time exceeded, packet too big...) that quoted our probe.
 
     ``source`` is the router or host that sent it.  ``mtu`` is set for "fragmentation
@@ -181,7 +182,7 @@ class IcmpError:
     target: str
     source: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
     family: Family
     icmp_type: int
     code: int
@@ -204,8 +205,7 @@ class IcmpError:
         return describe_icmp_error(self.family, self.icmp_type, self.code, self.info)
 
 
-@dataclass(frozen=True, slots=True)
-class SendError:
+class SendError(NamedTuple):
     """The kernel refused to send the probe (``ENOBUFS``, ``EHOSTUNREACH``, ``EMSGSIZE``...).
 
     Counted as an error, not as transmitted.  For ``EMSGSIZE`` (a probe larger than the
@@ -215,26 +215,24 @@ class SendError:
 
     target: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
     errno: int
     message: str
     mtu: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidReply:
+class InvalidReply(NamedTuple):
     """A reply that matched one of our probes but failed a check (checksum, payload, token,
     length).  Reported, as iputils reports ``wrong data byte``, and never counted."""
 
     target: str
     source: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
     reason: InvalidReason
 
 
-@dataclass(frozen=True, slots=True)
-class Outstanding:
+class Outstanding(NamedTuple):
     """A probe still waiting for its reply when the next one is sent (``ping -O``).
 
     Not a result: the probe may still be answered.  Passed to a stream's
@@ -243,7 +241,7 @@ class Outstanding:
 
     target: str
     sequence: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
 
 
 ProbeResult = Reply | LateReply | Timeout | IcmpError | SendError | InvalidReply

@@ -158,7 +158,7 @@ class IcmpSocket:
             # Datagram sockets report ICMP errors only through the error queue.
             self._try_setsockopt(C.IPPROTO_IP if v4 else C.IPPROTO_IPV6, C.IP_RECVERR if v4 else C.IPV6_RECVERR, 1)
         if v4:
-            if linux:
+            if linux and not self.delivers_ip_header:  # else the TTL is in the header
                 self._try_setsockopt(C.IPPROTO_IP, C.IP_RECVTTL, 1)
         else:
             self._try_setsockopt(C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT, 1)

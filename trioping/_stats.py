@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass
 
 from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, SendError, Timeout
 
@@ -69,26 +70,36 @@ class PingStats:
         return self.received > 0
 
 
-@dataclass(slots=True)
 class StatsAccumulator:
     """Mutable running counts for one destination; :meth:`snapshot` freezes them.
 
     ``keep_results`` is off for endless streams, where keeping every result would grow
-    without bound; the RTT list is kept either way (a float a reply).
+    without bound, and for fan-out, which streams its results instead; the RTTs are kept
+    either way, in an array (a float a reply, and nothing for the garbage collector to
+    scan: a fan-out batch holds one accumulator per host).
     """
 
-    host: str
-    address: str
-    keep_results: bool = True
-    transmitted: int = 0
-    received: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    late: int = 0
-    invalid: int = 0
-    rtts: list[float] = field(default_factory=list)
-    results: list[ProbeResult] = field(default_factory=list)
-    elapsed: float = 0.0
+    __slots__ = (
+        "address",
+        "duplicates",
+        "elapsed",
+        "errors",
+        "host",
+        "invalid",
+        "late",
+        "received",
+        "results",
+        "rtts",
+        "transmitted",
+    )
+
+    def __init__(self, host: str, address: str, keep_results: bool = True) -> None:
+        self.host = host
+        self.address = address
+        self.transmitted = self.received = self.duplicates = self.errors = self.late = self.invalid = 0
+        self.rtts = array("d")
+        self.results: list[ProbeResult] | None = [] if keep_results else None
+        self.elapsed = 0.0
 
     def add(self, result: ProbeResult) -> None:
         if isinstance(result, Reply):
@@ -105,7 +116,7 @@ class StatsAccumulator:
             self.invalid += 1
         else:
             assert isinstance(result, Timeout)
-        if self.keep_results:
+        if self.results is not None:
             self.results.append(result)
 
     def snapshot(self) -> PingStats:
@@ -121,5 +132,5 @@ class StatsAccumulator:
             self.invalid,
             tuple(self.rtts),
             self.elapsed,
-            tuple(self.results),
+            () if self.results is None else tuple(self.results),
         )

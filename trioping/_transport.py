@@ -34,6 +34,7 @@ from ._packet import (
     decode_icmpv6,
     decode_ipv4,
     is_foreign,
+    is_reply_to,
     peek_ipv4_echo_reply,
 )
 from ._results import (
@@ -51,6 +52,7 @@ from ._socket import IcmpSocket, Received
 _BATCH = 512
 _SEQUENCE_SPACE = 0x10000
 _time_ns = time.time_ns
+_new_tuple = tuple.__new__
 _monotonic_ns = time.monotonic_ns
 
 
@@ -75,10 +77,12 @@ class Probe:
     """One echo request in flight, and what we need to judge its replies."""
 
     __slots__ = (
+        "deadline",
         "done",
         "index",
         "owner",
         "payload",
+        "reply_checksum",
         "sent_mono_ns",
         "sent_wall_ns",
         "sequence",
@@ -95,6 +99,7 @@ class Probe:
         self.sequence = sequence
         self.index = index
         self.payload = payload
+        self.reply_checksum = 0
         self.sent_wall_ns = sent_wall_ns
         self.sent_mono_ns = 0
         self.tx_ns: int | None = None
@@ -102,6 +107,8 @@ class Probe:
         self.state = ProbeState.WAITING
         self.owner = owner
         self.done: trio.Event | None = None
+        self.deadline = 0.0
+        """When its owner gives up on it (Trio time), for owners that keep probes in order."""
 
     def finish(self, state: ProbeState) -> None:
         self.state = state
@@ -210,8 +217,9 @@ class Transport:
         if template is None:
             template = self._templates[size, identifier] = EchoTemplate(self.family, identifier, self.token, size)
         wall_ns = _time_ns()
-        packet, payload = template.build(sequence, wall_ns)
+        packet, payload, reply_checksum = template.build(sequence, wall_ns)
         probe = Probe(target, sequence, index, payload, wall_ns, owner)
+        probe.reply_checksum = reply_checksum
         table[key] = probe
         probe.sent_mono_ns = _monotonic_ns()
         try:
@@ -350,18 +358,20 @@ class Transport:
         """A reply that passed every check: the first answers *probe*, later ones are
         duplicates, and one after its verdict is late."""
         rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
-        fields = (probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock)
         result: ProbeResult
         state = probe.state
         if state is _WAITING:
             probe.state = _ANSWERED
             if probe.done is not None:
                 probe.done.set()
-            result = Reply(*fields)
+            # Reply(...) without the named tuple's Python-level __new__ (once per reply).
+            result = _new_tuple(
+                Reply, (probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock, False)
+            )
         elif state is _ANSWERED:
-            result = Reply(*fields, duplicate=True)
+            result = Reply(probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock, True)
         else:
-            result = LateReply(*fields)
+            result = LateReply(probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock)
         probe.owner.deliver(probe, result)
 
     def _on_reply_fast(self, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> bool:
@@ -371,9 +381,13 @@ class Transport:
         peeked = peek_ipv4_echo_reply(data)
         if peeked is None:
             return False
-        source, identifier, sequence, ttl = peeked
+        source, identifier, sequence, ttl, checksum = peeked
         probe = self.table.get((source, sequence))
-        if probe is None or identifier != self.sock.identifier or data[28:] != probe.payload:
+        if (
+            probe is None
+            or identifier != self.sock.identifier
+            or not is_reply_to(data, checksum, probe.payload, probe.reply_checksum)
+        ):
             return False
         now_mono_ns = _monotonic_ns()
         kernel_ns, dropped = stamp_and_drops(ancillary)
