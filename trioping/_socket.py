@@ -31,8 +31,7 @@ _ANC_SIZE = 512
 _DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 _INT = struct.Struct("i")
 _UINT = struct.Struct("I")
-_NO_TX_STAMP = (C.SOL_SOCKET, C.SO_TIMESTAMPING, _UINT.pack(0))
-_NO_TX_STAMP_ONLY = [_NO_TX_STAMP]
+_TX_STAMP = (C.SOL_SOCKET, C.SO_TIMESTAMPING, _UINT.pack(C.SOF_TIMESTAMPING_TX_SOFTWARE))
 _SOL_SOCKET = C.SOL_SOCKET
 _SCM_TS_OPT_ID = C.SCM_TS_OPT_ID
 _UINT_PACK = _UINT.pack
@@ -117,9 +116,7 @@ class IcmpSocket:
         except BaseException:
             self._sock.close()
             raise
-        self.timestamping = True
         self._next_tx_id = 0
-        self._per_send_tx_flags = True
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -197,16 +194,18 @@ class IcmpSocket:
         return tx
 
     def _enable_timestamps(self) -> bool:
-        """Ask for software TX and RX stamps; fall back to RX-only (SO_TIMESTAMPNS).
+        """Ask for software RX stamps, and TX stamps on request; fall back to RX-only
+        (SO_TIMESTAMPNS).  Returns whether sends can ask for a TX stamp.
 
-        TX stamps come back on the error queue carrying the id we attach to each send
-        (SCM_TS_OPT_ID), so they are matched to probes exactly, with no packet copy.
+        TX stamping is off at the socket level and asked for per send (an SO_TIMESTAMPING
+        control message), so a send that wants none -- every fan-out probe -- is a plain
+        ``sendto``.  A stamp comes back on the error queue carrying the id attached to its
+        send (SCM_TS_OPT_ID), so it is matched to its probe exactly, with no packet copy.
         """
         if not C.IS_LINUX:
             return False
         flags = (
-            C.SOF_TIMESTAMPING_TX_SOFTWARE
-            | C.SOF_TIMESTAMPING_RX_SOFTWARE
+            C.SOF_TIMESTAMPING_RX_SOFTWARE
             | C.SOF_TIMESTAMPING_SOFTWARE
             | C.SOF_TIMESTAMPING_OPT_ID
             | C.SOF_TIMESTAMPING_OPT_TSONLY
@@ -215,12 +214,6 @@ class IcmpSocket:
             return True
         self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1)
         return False
-
-    def _disable_tx_timestamps(self) -> None:
-        self.tx_timestamps = False
-        flags = C.SOF_TIMESTAMPING_RX_SOFTWARE | C.SOF_TIMESTAMPING_SOFTWARE
-        if not self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPING, flags):
-            self._try_setsockopt(C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1)
 
     def _bind(self, identifier: int, options: SocketOptions) -> int:
         """Bind to the source address, if any; a datagram socket's port *is* its identifier."""
@@ -267,34 +260,29 @@ class IcmpSocket:
     # -- I/O -----------------------------------------------------------------------------
 
     def send(self, packet: bytes, address: str, *, ttl: int | None, tx_timestamp: bool = True) -> int | None:
-        """Hand *packet* to the kernel now; return the TX timestamp id, if stamps are on.
+        """Hand *packet* to the kernel now; return the TX timestamp id, if one was asked for.
 
         Raises :class:`BlockingIOError` when the send buffer is full (wait writable and
         retry) and :class:`OSError` for a refused send, which the caller turns into a
         :class:`~trioping.SendError` result for that one probe.
 
-        ``tx_timestamp=False`` asks the kernel not to stamp this one send (a per-send
-        SO_TIMESTAMPING control message clearing the TX flags), which saves an error-queue
-        read per probe; None is then returned, unless the kernel refuses per-send flags and
-        the send is stamped after all.
+        ``tx_timestamp=False`` (fan-out) sends without a TX stamp, which saves a control
+        message and an error-queue read per probe; None is then returned.
         """
-        if ttl is None and self.tx_timestamps:
-            # The common cases first, with one control message built fast: a stream's
-            # stamped sends, and fan-out's unstamped ones.
-            tx_id: int | None = None
-            if tx_timestamp or not self._per_send_tx_flags:
-                tx_id = self._next_tx_id
-                ancillary = [(_SOL_SOCKET, _SCM_TS_OPT_ID, _UINT_PACK(tx_id))]
-            else:
-                ancillary = _NO_TX_STAMP_ONLY
+        if ttl is None:
+            if not (tx_timestamp and self.tx_timestamps):
+                self._sock.sendto(packet, (address, 0))
+                return None
+            tx_id = self._next_tx_id
             try:
-                self._sock.sendmsg([packet], ancillary, 0, (address, 0))
+                self._sock.sendmsg(
+                    [packet], [_TX_STAMP, (_SOL_SOCKET, _SCM_TS_OPT_ID, _UINT_PACK(tx_id))], 0, (address, 0)
+                )
             except OSError as exc:
                 if exc.errno == errno.EINVAL:  # as below: an old kernel, or the destination
                     return self._send_general(packet, address, ttl=ttl, tx_timestamp=tx_timestamp, failed=exc)
                 raise
-            if tx_id is not None:
-                self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
+            self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
             return tx_id
         return self._send_general(packet, address, ttl=ttl, tx_timestamp=tx_timestamp)
 
@@ -310,38 +298,22 @@ class IcmpSocket:
             else:
                 ancillary.append((C.IPPROTO_IPV6, C.IPV6_HOPLIMIT, _INT.pack(ttl)))
         tx_id: int | None = None
-        unstamped = False
-        if self.tx_timestamps:
-            if tx_timestamp or not self._per_send_tx_flags:
-                tx_id = self._next_tx_id
-                ancillary.append((C.SOL_SOCKET, C.SCM_TS_OPT_ID, _UINT.pack(tx_id)))
-            else:
-                unstamped = True
-                ancillary.append(_NO_TX_STAMP)
+        if tx_timestamp and self.tx_timestamps:
+            tx_id = self._next_tx_id
+            ancillary += [_TX_STAMP, (C.SOL_SOCKET, C.SCM_TS_OPT_ID, _UINT.pack(tx_id))]
         try:
             if failed is not None:
                 raise failed
             self._sock_sendmsg(packet, ancillary, address)
         except OSError as exc:
-            # EINVAL is also what a blackhole route answers: the kernel is only blamed for
-            # a control message when the send succeeds without it; else the socket keeps
-            # its settings and the destination's error is raised.
-            if unstamped and exc.errno == errno.EINVAL:
-                self._per_send_tx_flags = False  # an old kernel: stamp every send
-                try:
-                    return self.send(packet, address, ttl=ttl)
-                except OSError:
-                    self._per_send_tx_flags = True
-                    raise
             if tx_id is None or exc.errno != errno.EINVAL:
                 raise
-            # A kernel older than 6.13 does not know SCM_TS_OPT_ID: RX stamps only.
-            self._disable_tx_timestamps()
-            try:
-                self._sock_sendmsg(packet, ancillary[:-1], address)
-            except OSError:
-                self.tx_timestamps = self._enable_timestamps()
-                raise
+            # EINVAL is also what a blackhole route answers: the kernel is only blamed for
+            # the stamp's control messages when the send succeeds without them; else the
+            # socket keeps its stamps and the destination's error is raised.  A kernel
+            # older than 6.13 does not know SCM_TS_OPT_ID: RX stamps only, from then on.
+            self._sock_sendmsg(packet, ancillary[:-2], address)
+            self.tx_timestamps = False
             return None
         if tx_id is not None:
             self._next_tx_id = (tx_id + 1) & 0xFFFF_FFFF
