@@ -31,7 +31,7 @@ from trioping import (
 )
 from trioping import _constants as C
 from trioping._cli import main as cli_main
-from trioping._packet import encode_echo_request, internet_checksum, make_payload
+from trioping._packet import EchoTemplate, encode_echo_request, internet_checksum, make_payload
 from trioping._socket import IcmpSocket, Received
 from trioping._transport import Probe, ProbeState, Transport
 
@@ -218,6 +218,9 @@ class _Socket:
         self.delivers_ip_header = family is Family.V4 and not datagram
         self.tx_timestamps = True
 
+    def send_unstamped(self, packet: bytes, address: tuple[str, int]) -> int:
+        raise AssertionError("this socket only receives")
+
     def path_mtu(self, address: str) -> int | None:
         return None
 
@@ -241,9 +244,10 @@ def _transport(family: Family, *, datagram: bool = False, fast: bool = True) -> 
     transport._fast_replies = transport._fast_replies and fast
     recorder = _Recorder()
     target = V4_TARGET if family is Family.V4 else V6_TARGET
+    template = EchoTemplate(family, 0x1234, TOKEN, 56)
     for sequence in (1, 2, 3):
-        payload = make_payload(56, 1_700_000_000_000_000_000 + sequence, TOKEN)
-        probe = Probe(target, sequence, sequence - 1, payload, 1_700_000_000_000_000_000, recorder)
+        _request, payload, reply_checksum = template.build(sequence, 1_700_000_000_000_000_000 + sequence)
+        probe = Probe(target, sequence, sequence - 1, payload, reply_checksum, 1_700_000_000_000_000_000, 0, recorder)
         transport.table[target, sequence] = probe
     transport.table[target, 3].state = ProbeState.EXPIRED  # replies to it are late
     return transport, recorder

@@ -286,8 +286,7 @@ async def test_closed_pinger_refuses_work() -> None:
 
 
 def _probe_sent(mono_ns: int, wall_ns: int, tx_ns: int | None) -> Probe:
-    probe = Probe("127.0.0.1", 1, 0, b"", wall_ns, owner=None)  # type: ignore[arg-type]
-    probe.sent_mono_ns = mono_ns
+    probe = Probe("127.0.0.1", 1, 0, b"", 0, wall_ns, mono_ns, owner=None)  # type: ignore[arg-type]
     probe.tx_ns = tx_ns
     return probe
 
@@ -325,7 +324,7 @@ async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> 
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(Family.V4)
         owner = pinger.stream("127.0.0.1")._run
-        waiting = [Probe("127.0.0.1", seq, seq, b"", 0, owner) for seq in range(0x10000)]
+        waiting = [Probe("127.0.0.1", seq, seq, b"", 0, 0, 0, owner) for seq in range(0x10000)]
         transport.table.update({("127.0.0.1", p.sequence): p for p in waiting})
         result = transport.try_send("127.0.0.1", index=0, size=56, ttl=None, owner=owner)
         assert isinstance(result, trioping.SendError)

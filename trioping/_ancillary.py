@@ -75,9 +75,14 @@ def parse_ancillary(items: Iterable[Cmsg]) -> Ancillary:
     return result
 
 
-def stamp_and_drops(items: Iterable[Cmsg]) -> tuple[int | None, int | None]:
+def stamp_and_drops(items: list[Cmsg]) -> tuple[int | None, int | None]:
     """Just ``(kernel_ns, dropped)`` of :func:`parse_ancillary`, for the receive fast path
     (where the TTL comes from the IP header)."""
+    if len(items) == 1:  # the common case: the stamp alone
+        level, kind, data = items[0]
+        if level == _SOL_SOCKET and kind in _STAMP_KINDS and len(data) >= 16:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds * 1_000_000_000 + nanoseconds or None, None
     stamp = dropped = None
     for level, kind, data in items:
         if level == _SOL_SOCKET:

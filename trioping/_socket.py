@@ -19,6 +19,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -109,6 +110,9 @@ class IcmpSocket:
             raise PermissionDeniedError(
                 f"cannot open a {kind.value} ICMPv{family.value} socket ({detail}): {requirement}"
             ) from exc
+        self.send_unstamped = self._sock.sendto
+        """``send_unstamped(packet, (address, 0))``: what :meth:`send` does with no TTL and no
+        TX stamp, as one C call (the fan-out hot path); raises as :meth:`send` does."""
         try:
             with mapped_os_errors(f"configuring ICMPv{family.value} socket"):
                 self.tx_timestamps = self._configure(options)
@@ -331,22 +335,21 @@ class IcmpSocket:
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self._sock)
 
-    def receive_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], str]]:
-        """Up to *limit* datagrams already queued, as ``(data, ancillary, address)``, without
-        blocking: a list, not a generator or a :class:`Received` each, for the hot path."""
+    def receive_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]]:
+        """Up to *limit* datagrams already queued, as ``recvmsg`` returns them -- ``(data,
+        ancillary, flags, address)`` -- without blocking: a list, not a generator or a
+        :class:`Received` each, for the hot path."""
         recvmsg = self._sock.recvmsg
-        batch: list[tuple[bytes, list[tuple[int, int, bytes]], str]] = []
+        batch: list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]] = []
         append = batch.append
         for _ in range(limit):
             try:
-                data, ancillary, _flags, address = recvmsg(_RECV_SIZE, _ANC_SIZE)
+                append(recvmsg(_RECV_SIZE, _ANC_SIZE))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 if exc.errno in _BROKEN_SOCKET_ERRNOS:
                     raise
-                continue
-            append((data, ancillary, address[0] if address else ""))
         return batch
 
     def error_queue_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], str]]:

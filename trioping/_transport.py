@@ -93,15 +93,23 @@ class Probe:
     )
 
     def __init__(
-        self, target: str, sequence: int, index: int, payload: bytes, sent_wall_ns: int, owner: ProbeOwner
+        self,
+        target: str,
+        sequence: int,
+        index: int,
+        payload: bytes,
+        reply_checksum: int,
+        sent_wall_ns: int,
+        sent_mono_ns: int,
+        owner: ProbeOwner,
     ) -> None:
         self.target = target
         self.sequence = sequence
         self.index = index
         self.payload = payload
-        self.reply_checksum = 0
+        self.reply_checksum = reply_checksum
         self.sent_wall_ns = sent_wall_ns
-        self.sent_mono_ns = 0
+        self.sent_mono_ns = sent_mono_ns
         self.tx_ns: int | None = None
         self.tx_id: int | None = None
         self.state = ProbeState.WAITING
@@ -147,8 +155,9 @@ class Transport:
         self.table: dict[tuple[str, int], Probe] = {}
         self._tx_pending: dict[int, Probe] = {}
         self._next_sequence: dict[str, int] = {}
-        # By (size, identifier): requests differ in sequence and stamp only.
-        self._templates: dict[tuple[int, int], EchoTemplate] = {}
+        # By size (the socket's identifier is fixed): requests differ in sequence and stamp only.
+        self._templates: dict[int, EchoTemplate] = {}
+        self._send_unstamped = sock.send_unstamped
         self.kernel_drops = 0
         """Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)."""
         self.ignored = 0
@@ -201,7 +210,8 @@ class Transport:
         just before ``sendmsg`` to the kernel's receive stamp (``RttClock.KERNEL_RX``).
         """
         table = self.table
-        sequence = self._next_sequence.get(target, 1)
+        next_sequence = self._next_sequence
+        sequence = next_sequence.get(target, 1)
         key = (target, sequence)
         if key in table:  # rare: a full wrap of the sequence space
             free = self._allocate_sequence(target)
@@ -211,30 +221,31 @@ class Transport:
             sequence = free
             key = (target, sequence)
         else:
-            self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
-        identifier = self.sock.identifier
-        template = self._templates.get((size, identifier))
-        if template is None:
-            template = self._templates[size, identifier] = EchoTemplate(self.family, identifier, self.token, size)
+            next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
+        template = self._templates.get(size) or self._template(size)
         wall_ns = _time_ns()
         packet, payload, reply_checksum = template.build(sequence, wall_ns)
-        probe = Probe(target, sequence, index, payload, wall_ns, owner)
-        probe.reply_checksum = reply_checksum
-        table[key] = probe
-        probe.sent_mono_ns = _monotonic_ns()
+        probe = table[key] = Probe(target, sequence, index, payload, reply_checksum, wall_ns, _monotonic_ns(), owner)
         try:
+            if ttl is None and not tx_timestamp:
+                self._send_unstamped(packet, (target, 0))
+                return probe
             tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
         except BlockingIOError:
-            del self.table[key]
-            self._next_sequence[target] = sequence
+            del table[key]
+            next_sequence[target] = sequence
             return None
         except OSError as exc:
-            del self.table[key]
+            del table[key]
             return self._send_error(probe, exc)
         if tx_id is not None:
             probe.tx_id = tx_id
             self._tx_pending[tx_id] = probe
         return probe
+
+    def _template(self, size: int) -> EchoTemplate:
+        template = self._templates[size] = EchoTemplate(self.family, self.sock.identifier, self.token, size)
+        return template
 
     def _send_error(self, probe: Probe, exc: OSError) -> SendError:
         """A refused send as a result; "message too long" carries the path MTU, as ping's
@@ -305,9 +316,9 @@ class Transport:
                     probe.tx_ns = stamped[1]
         # What _on_datagram does, without a Received object for the common case.
         fast = self._on_reply_fast if self._fast_replies else None
-        for data, ancillary, address in sock.receive_batch(_BATCH):
+        for data, ancillary, _flags, address in sock.receive_batch(_BATCH):
             if fast is None or not fast(data, ancillary):
-                self._on_datagram_in_full(Received(data, ancillary, address))
+                self._on_datagram_in_full(Received(data, ancillary, address[0] if address else ""))
 
     def _on_datagram(self, received: Received) -> None:
         if self._fast_replies and self._on_reply_fast(received.data, received.ancillary):
