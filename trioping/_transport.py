@@ -404,7 +404,14 @@ class Transport:
         kernel_ns, dropped = stamp_and_drops(ancillary)
         if dropped is not None:
             self.kernel_drops = dropped
-        self._valid_reply(probe, source, len(data) - IPV4_HEADER_SIZE, ttl, kernel_ns, now_mono_ns)
+        if probe.state is not _WAITING or probe.done is not None:
+            self._valid_reply(probe, source, len(data) - IPV4_HEADER_SIZE, ttl, kernel_ns, now_mono_ns)
+            return True
+        # What _valid_reply does for the first reply to a fan-out probe, one call fewer.
+        probe.state = _ANSWERED
+        rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
+        fields = (probe.target, source, sequence, probe.index, len(data) - IPV4_HEADER_SIZE, ttl, rtt, clock, False)
+        probe.owner.deliver(probe, _new_tuple(Reply, fields))
         return True
 
     def _on_icmp_error(self, message: ErrorMessage, sender: str) -> None:
