@@ -465,7 +465,7 @@ class Pinger:
         *rate* paces the whole batch in probes per second (None: as fast as the socket
         takes them); *interval* separates the probes to one host; each probe waits up to
         *timeout*.  Names are resolved *resolve_concurrency* at a time while sending goes
-        on.  RTTs use the kernel's receive stamp and a clock read just before ``sendmsg``
+        on.  RTTs use the kernel's receive stamp and a clock read just before the send
         (``RttClock.KERNEL_RX``) unless *tx_timestamps* asks for kernel transmit stamps too,
         at the cost of an error-queue read per probe.  Arguments are checked here.
         """

@@ -37,7 +37,7 @@ class RttClock(enum.Enum):
 
     ``KERNEL``: the kernel's software transmit and receive timestamps (SO_TIMESTAMPING),
     so neither Python nor a busy event loop is in the figure.  ``KERNEL_RX``: kernel receive
-    timestamp, send time read just before the ``sendmsg`` call.  ``MONOTONIC``: both ends
+    timestamp, send time read just before the send call.  ``MONOTONIC``: both ends
     read from ``time.monotonic_ns`` in user space; used when the kernel gives no stamps or
     when the wall clock (which kernel stamps use) stepped during the probe.
     """

@@ -128,7 +128,7 @@ def compute_rtt(probe: Probe, rx_wall_ns: int | None, now_mono_ns: int) -> tuple
     """The probe's round-trip time in seconds, and the clock it came from.
 
     Kernel stamps are CLOCK_REALTIME, which can step.  The monotonic time from just before
-    ``sendmsg`` to now bounds the true RTT from above (the kernel stamps lie inside it), so
+    the send to now bounds the true RTT from above (the kernel stamps lie inside it), so
     a kernel figure that is not positive or exceeds that bound means the wall clock moved:
     the monotonic figure is used instead.
     """
@@ -207,7 +207,7 @@ class Transport:
 
         ``tx_timestamp=False`` skips the kernel's transmit stamp for this probe (fan-out
         does, to save an error-queue read per probe): its RTT then runs from a clock read
-        just before ``sendmsg`` to the kernel's receive stamp (``RttClock.KERNEL_RX``).
+        just before the send to the kernel's receive stamp (``RttClock.KERNEL_RX``).
         """
         table = self.table
         next_sequence = self._next_sequence
