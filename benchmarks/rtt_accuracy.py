@@ -57,9 +57,7 @@ async def trioping_rtts(
     async with trioping.open_pinger() as pinger, trio.open_nursery() as nursery:
         if user_send_clock:
             # Benchmark-only: turn off TX stamps to measure as iputils does.
-            pinger._transport(
-                trioping.Family.V4 if ":" not in host else trioping.Family.V6
-            ).sock._disable_tx_timestamps()
+            pinger._transport(trioping.Family.V4 if ":" not in host else trioping.Family.V6).sock.tx_timestamps = False
         if block_loop:
             nursery.start_soon(hog_event_loop)
         stats = await pinger.ping(host, count=COUNT, interval=INTERVAL, timeout=1)

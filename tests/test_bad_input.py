@@ -336,6 +336,14 @@ def mutated_replies(draw: st.DrawFn) -> bytes:
     return bytes(reply[: cut if draw(st.booleans()) else len(reply)])
 
 
+def test_the_receive_fast_path_takes_a_plain_reply() -> None:
+    """The agreement test below would pass with a fast path that never fires: this one not."""
+    transport, recorder = _transport(Family.V4)
+    assert transport._on_reply_fast(_reply_v4(1), [])
+    assert _outcome(recorder.results) == [("Reply", 1, False, 64, 63, V4_TARGET)]
+    assert not transport._on_reply_fast(_reply_v4(1, identifier=0x4321), [])
+
+
 def _outcome(results: list[ProbeResult]) -> list[tuple[Any, ...]]:
     outcome: list[tuple[Any, ...]] = []
     for result in results:

@@ -573,8 +573,8 @@ class _FanoutRun:
             if probe.state is waiting:
                 cast(_Host, probe.owner).transport.expire(probe)
             lingering.append(probe)
-        forget_before = now - self.plan.timeout
-        while lingering and lingering[0].deadline <= forget_before:
+        linger = self.plan.timeout
+        while lingering and lingering[0].deadline + linger <= now:  # the engine's wake-up test, exactly
             probe = lingering.popleft()
             cast(_Host, probe.owner).transport.forget(probe)
 

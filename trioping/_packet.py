@@ -325,12 +325,8 @@ def peek_ipv4_echo_reply(datagram: bytes) -> tuple[str, int, int, int, int] | No
     an echo reply (type 0, code 0) behind a plain 20-byte IPv4 header; None otherwise.
 
     The checksum is *not* verified here, because a receiver that knows the request can do
-    it for free: a reply whose payload equals the request's (``datagram[28:]``) is correct
-    exactly when ``checksum % 0xFFFF`` equals the request's reply checksum
-    (:meth:`EchoTemplate.build`).  A datagram that passes both checks is one that
-    :func:`decode_ipv4` decodes to a valid reply with these fields; anything else is left
-    to it.  Nothing is built but the source's text, so a receiver can match a reply before
-    paying for objects.
+    it for free (:func:`is_reply_to`).  Nothing is built but the source's text, so a
+    receiver can match a reply to its probe before paying for objects.
     """
     if len(datagram) < IPV4_HEADER_SIZE + ICMP_HEADER_SIZE or datagram[0] != 0x45:
         return None
@@ -343,11 +339,21 @@ def peek_ipv4_echo_reply(datagram: bytes) -> tuple[str, int, int, int, int] | No
 
 
 def is_reply_to(datagram: bytes, checksum: int, payload: bytes, reply_checksum: int) -> bool:
-    """Whether a datagram that :func:`peek_ipv4_echo_reply` accepted (its *checksum* as
-    peeked) is a correct reply carrying exactly *payload*, the request's whose reply
-    checksum is *reply_checksum*: the payloads are equal, so the checksums must be too."""
+    """Whether *datagram* -- accepted by :func:`peek_ipv4_echo_reply` (*checksum* as it
+    peeked) and already matched to a request by identifier and sequence -- is a correct
+    reply to that request, whose payload and reply checksum (:meth:`EchoTemplate.build`)
+    are given.  When this says yes, :func:`decode_ipv4` decodes a valid echo reply with the
+    same fields and payload; anything else is left to it.
+
+    Request and reply then differ in the type word only, so the reply is correct exactly
+    when its checksum is the request's plus 0x0800 in one's-complement arithmetic
+    (RFC 1624): two numbers compared instead of a sum over the packet.  The one exception
+    is a message that is all zeros (RFC 1071: a sum of zero is written 0xFFFF, never 0),
+    possible only when the reply checksum is 0 mod 0xFFFF: those few requests (1 in
+    65,535) are left to the decoder.
+    """
     return (
-        checksum == reply_checksum
+        checksum == reply_checksum != 0
         and len(datagram) == IPV4_HEADER_SIZE + ICMP_HEADER_SIZE + len(payload)
         and datagram.endswith(payload)
     )

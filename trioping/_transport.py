@@ -407,7 +407,7 @@ class Transport:
         if probe.state is not _WAITING or probe.done is not None:
             self._valid_reply(probe, source, len(data) - IPV4_HEADER_SIZE, ttl, kernel_ns, now_mono_ns)
             return True
-        # What _valid_reply does for the first reply to a fan-out probe, one call fewer.
+        # What _valid_reply does for a first reply nobody awaits alone (fan-out, streams), one call fewer.
         probe.state = _ANSWERED
         rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
         fields = (probe.target, source, sequence, probe.index, len(data) - IPV4_HEADER_SIZE, ttl, rtt, clock, False)
