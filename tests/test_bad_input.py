@@ -339,9 +339,9 @@ def mutated_replies(draw: st.DrawFn) -> bytes:
 def test_the_receive_fast_path_takes_a_plain_reply() -> None:
     """The agreement test below would pass with a fast path that never fires: this one not."""
     transport, recorder = _transport(Family.V4)
-    assert transport._on_reply_fast(_reply_v4(1), [])
+    assert transport._on_reply_fast(_reply_v4(1), [], V4_TARGET)
     assert _outcome(recorder.results) == [("Reply", 1, False, 64, 63, V4_TARGET)]
-    assert not transport._on_reply_fast(_reply_v4(1, identifier=0x4321), [])
+    assert not transport._on_reply_fast(_reply_v4(1, identifier=0x4321), [], V4_TARGET)
 
 
 def _outcome(results: list[ProbeResult]) -> list[tuple[Any, ...]]:
@@ -373,8 +373,10 @@ def test_mutated_replies_count_at_most_once_and_the_fast_path_agrees(
     assert fast._fast_replies
     assert not slow._fast_replies
     for data in datagrams:
-        fast._on_datagram(Received(data, ancillary, V4_TARGET))
-        slow._on_datagram(Received(data, ancillary, V4_TARGET))
+        # A raw IPv4 socket's recvmsg address is the IP header's source (raw_recvmsg).
+        source = socket.inet_ntoa(data[12:16]) if len(data) >= 20 else ""
+        fast._on_datagram(Received(data, ancillary, source))
+        slow._on_datagram(Received(data, ancillary, source))
     assert _outcome(fast_results.results) == _outcome(slow_results.results)
     firsts = [r.sequence for r in fast_results.results if isinstance(r, Reply) and not r.duplicate]
     assert len(firsts) == len(set(firsts))

@@ -63,8 +63,13 @@ class ProbeState(enum.Enum):
     FAILED = "failed"
 
 
+# Enum members read through their class go through EnumType.__getattr__'s slot (a
+# method-wrapper object a read, on Python 3.11): the hot paths use these aliases instead.
 _WAITING = ProbeState.WAITING
 _ANSWERED = ProbeState.ANSWERED
+_KERNEL = RttClock.KERNEL
+_KERNEL_RX = RttClock.KERNEL_RX
+_MONOTONIC = RttClock.MONOTONIC
 
 
 class ProbeOwner(Protocol):
@@ -112,7 +117,7 @@ class Probe:
         self.sent_mono_ns = sent_mono_ns
         self.tx_ns: int | None = None
         self.tx_id: int | None = None
-        self.state = ProbeState.WAITING
+        self.state = _WAITING
         self.owner = owner
         self.done: trio.Event | None = None
         self.deadline = 0.0
@@ -135,14 +140,14 @@ def compute_rtt(probe: Probe, rx_wall_ns: int | None, now_mono_ns: int) -> tuple
     elapsed_ns = now_mono_ns - probe.sent_mono_ns
     if rx_wall_ns is not None:
         if probe.tx_ns is not None:
-            sent_ns, clock = probe.tx_ns, RttClock.KERNEL
+            sent_ns, clock = probe.tx_ns, _KERNEL
         else:
-            sent_ns, clock = probe.sent_wall_ns, RttClock.KERNEL_RX
+            sent_ns, clock = probe.sent_wall_ns, _KERNEL_RX
         rtt_ns = rx_wall_ns - sent_ns
         slack_ns = 1_000_000 + elapsed_ns // 1000
         if 0 < rtt_ns <= elapsed_ns + slack_ns:
             return rtt_ns / 1e9, clock
-    return max(elapsed_ns, 1) / 1e9, RttClock.MONOTONIC
+    return max(elapsed_ns, 1) / 1e9, _MONOTONIC
 
 
 class Transport:
@@ -317,11 +322,12 @@ class Transport:
         # What _on_datagram does, without a Received object for the common case.
         fast = self._on_reply_fast if self._fast_replies else None
         for data, ancillary, _flags, address in sock.receive_batch(_BATCH):
-            if fast is None or not fast(data, ancillary):
-                self._on_datagram_in_full(Received(data, ancillary, address[0] if address else ""))
+            source = address[0] if address else ""
+            if fast is None or not fast(data, ancillary, source):
+                self._on_datagram_in_full(Received(data, ancillary, source))
 
     def _on_datagram(self, received: Received) -> None:
-        if self._fast_replies and self._on_reply_fast(received.data, received.ancillary):
+        if self._fast_replies and self._on_reply_fast(received.data, received.ancillary, received.address):
             return
         self._on_datagram_in_full(received)
 
@@ -385,14 +391,15 @@ class Transport:
             result = LateReply(probe.target, source, probe.sequence, probe.index, icmp_size, ttl, rtt, clock)
         probe.owner.deliver(probe, result)
 
-    def _on_reply_fast(self, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> bool:
+    def _on_reply_fast(self, data: bytes, ancillary: list[tuple[int, int, bytes]], source: str) -> bool:
         """The common case on a socket that delivers IPv4 headers -- a valid reply to one of
         our probes -- matched before any decoding object is built.  False for anything
-        else (foreign, invalid, errors...), which the general path then handles in full."""
+        else (foreign, invalid, errors...), which the general path then handles in full.
+        *source* is the address ``recvmsg`` gave: on a raw socket, the IP header's source."""
         peeked = peek_ipv4_echo_reply(data)
         if peeked is None:
             return False
-        source, identifier, sequence, ttl, checksum = peeked
+        identifier, sequence, ttl, checksum = peeked
         probe = self.table.get((source, sequence))
         if (
             probe is None
