@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +28,7 @@ from trioping import (
     ProbeResult,
     Reply,
     ResolutionError,
+    RttClock,
     TriopingError,
 )
 from trioping import _constants as C
@@ -342,6 +344,32 @@ def test_the_receive_fast_path_takes_a_plain_reply() -> None:
     assert transport._on_reply_fast(_reply_v4(1), [], V4_TARGET)
     assert _outcome(recorder.results) == [("Reply", 1, False, 64, 63, V4_TARGET)]
     assert not transport._on_reply_fast(_reply_v4(1, identifier=0x4321), [], V4_TARGET)
+
+
+_SENT_WALL_NS = 1_700_000_000_000_000_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(-2_000_000_000, 9_000_000_000), st.integers(11_000_000_000, 30_000_000_000)))
+def test_the_fast_path_times_a_reply_as_compute_rtt_does(rtt_ns: int) -> None:
+    """The fast path computes receive-stamp RTTs inline: same figure and clock as the
+    general path, including the fallback when the wall clock stepped (the probe was sent
+    10 s ago by the monotonic clock; figures near that bound are left out, being timing)."""
+    stamp = struct.pack("qq", *divmod(_SENT_WALL_NS + rtt_ns, 1_000_000_000))
+    ancillary = [(C.SOL_SOCKET, C.SO_TIMESTAMPNS, stamp)]
+    outcomes = []
+    for fast in (True, False):
+        transport, recorder = _transport(Family.V4, fast=fast)
+        transport.table[V4_TARGET, 1].sent_mono_ns = time.monotonic_ns() - 10_000_000_000
+        transport._on_datagram(Received(_reply_v4(1), ancillary, V4_TARGET))
+        [reply] = recorder.results
+        assert isinstance(reply, Reply)
+        outcomes.append(reply.clock if reply.clock is RttClock.MONOTONIC else (reply.clock, reply.rtt))
+    assert outcomes[0] == outcomes[1]
+    if 0 < rtt_ns <= 9_000_000_000:
+        assert outcomes[0] == (RttClock.KERNEL_RX, rtt_ns / 1e9)
+    else:
+        assert outcomes[0] is RttClock.MONOTONIC
 
 
 def _outcome(results: list[ProbeResult]) -> list[tuple[Any, ...]]:
