@@ -26,7 +26,7 @@ from trioping import (
     ResolutionError,
     Timeout,
 )
-from trioping._fanout import fast_literal
+from trioping._fanout import _Host, fast_literal
 from trioping._packet import (
     EchoTemplate,
     decode_ipv4,
@@ -37,6 +37,7 @@ from trioping._packet import (
     peek_ipv4_echo_reply,
 )
 from trioping._resolve import literal_address
+from trioping._stats import StatsAccumulator
 
 from .conftest import requires_raw
 from .netlab import NetLab
@@ -345,6 +346,14 @@ def test_fast_literals_never_accept_what_the_resolver_refuses(text: str) -> None
     fast = fast_literal(text)
     if fast is not None:
         assert fast == literal_address(text)
+
+
+def test_a_host_record_sets_every_slot_of_its_statistics() -> None:
+    """_Host sets StatsAccumulator's slots itself (one call fewer a host): none may be missed."""
+    host = _Host(None, "127.0.0.1", 0)  # type: ignore[arg-type]  # the run is not touched here
+    slots = {name for cls in type(host).__mro__ for name in getattr(cls, "__slots__", ())}
+    assert {name for name in slots if not hasattr(host, name)} == {"transport"}  # set when ready
+    assert host.snapshot() == StatsAccumulator("127.0.0.1", "", keep_results=False).snapshot()
 
 
 def _kernel_reply(request: bytes, ttl: int, source: str = "127.9.8.7") -> bytes:

@@ -68,6 +68,7 @@ _inet_pton = socket.inet_pton
 _inet_ntop = socket.inet_ntop
 _new_tuple = tuple.__new__
 _V4 = Family.V4  # an enum member read through its class is slow on 3.11 (see _transport)
+_V6 = Family.V6
 _WAITING = ProbeState.WAITING
 
 
@@ -182,11 +183,16 @@ def fast_literal(host: object) -> tuple[str, Family] | None:
     except (OSError, ValueError):  # ValueError: an embedded NUL
         pass
     else:
-        return host, Family.V4  # four decimal numbers, no leading zeros: already canonical
+        return host, _V4  # four decimal numbers, no leading zeros: already canonical
+    return _ipv6_literal(host)
+
+
+def _ipv6_literal(host: str) -> tuple[str, Family] | None:
+    """:func:`fast_literal` for a string that is not an IPv4 literal."""
     if ":" not in host or "%" in host:
         return None
     try:
-        return _inet_ntop(_AF_INET6, _inet_pton(_AF_INET6, host)), Family.V6
+        return _inet_ntop(_AF_INET6, _inet_pton(_AF_INET6, host)), _V6
     except (OSError, ValueError):
         return None
 
@@ -392,7 +398,7 @@ class _FanoutRun:
         try:
             _inet_pton(_AF_INET, item)  # fast_literal's first test, inline: one call fewer a host
         except (OSError, ValueError):
-            literal = fast_literal(item)
+            literal = _ipv6_literal(item)
             if literal is None:
                 return False
             address, family = literal
@@ -552,14 +558,7 @@ class _FanoutRun:
     def _send(self, host: _Host, now: float) -> bool:
         plan = self.plan
         index = host.sent
-        sent = host.transport.try_send(
-            host.address,
-            index=index,
-            size=plan.size,
-            ttl=plan.ttl,
-            owner=host,
-            tx_timestamp=plan.tx_timestamps,
-        )
+        sent = host.transport.try_send(host.address, index, plan.size, plan.ttl, host, plan.tx_timestamps)
         if sent is None:
             return False
         host.sent = index + 1

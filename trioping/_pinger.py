@@ -37,6 +37,7 @@ DEFAULT_TIMEOUT = 2.0
 _KEPT_FINISHED_PROBES = 4096
 _CHECKPOINT_EVERY = 64
 _UNANSWERED = (ProbeState.WAITING, ProbeState.EXPIRED)  # no reply and no ICMP error (yet)
+_WAITING = ProbeState.WAITING  # an enum member read through its class is slow on 3.11 (see _transport)
 
 
 def _check_positive_count(count: int | None, *, allow_none: bool) -> int | None:
@@ -184,7 +185,7 @@ class _StreamRun:
         while no probe still waiting for its reply is ever dropped.
         """
         self.kept.append(probe)
-        while len(self.kept) > _KEPT_FINISHED_PROBES and self.kept[0].state is not ProbeState.WAITING:
+        while len(self.kept) > _KEPT_FINISHED_PROBES and self.kept[0].state is not _WAITING:
             transport.forget(self.kept.popleft())
 
     def _wake_reaper(self) -> None:
@@ -202,7 +203,7 @@ class _StreamRun:
         """
         waiting = self.waiting
         while True:
-            while waiting and (waiting[0][1].state is not ProbeState.WAITING or waiting[0][0] <= trio.current_time()):
+            while waiting and (waiting[0][1].state is not _WAITING or waiting[0][0] <= trio.current_time()):
                 transport.expire(waiting.popleft()[1])
             if not waiting and self.sending_done:
                 return

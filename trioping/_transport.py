@@ -67,6 +67,9 @@ class ProbeState(enum.Enum):
 # method-wrapper object a read, on Python 3.11): the hot paths use these aliases instead.
 _WAITING = ProbeState.WAITING
 _ANSWERED = ProbeState.ANSWERED
+_EXPIRED = ProbeState.EXPIRED
+_FAILED = ProbeState.FAILED
+_WRONG_TOKEN = InvalidReason.WRONG_TOKEN
 _KERNEL = RttClock.KERNEL
 _KERNEL_RX = RttClock.KERNEL_RX
 _MONOTONIC = RttClock.MONOTONIC
@@ -190,7 +193,7 @@ class Transport:
         sequence = self._next_sequence.get(target, 1)
         for _ in range(_SEQUENCE_SPACE):
             old = self.table.get((target, sequence))
-            if old is None or old.state is not ProbeState.WAITING:
+            if old is None or old.state is not _WAITING:
                 if old is not None:
                     self.forget(old)
                 self._next_sequence[target] = (sequence + 1) % _SEQUENCE_SPACE
@@ -201,7 +204,6 @@ class Transport:
     def try_send(
         self,
         target: str,
-        *,
         index: int,
         size: int,
         ttl: int | None,
@@ -273,9 +275,9 @@ class Transport:
 
     def expire(self, probe: Probe) -> Timeout | None:
         """Declare a still-waiting probe lost and tell its owner; replies later are *late*."""
-        if probe.state is not ProbeState.WAITING:
+        if probe.state is not _WAITING:
             return None
-        probe.finish(ProbeState.EXPIRED)
+        probe.finish(_EXPIRED)
         result = Timeout(probe.target, probe.sequence, probe.index)
         probe.owner.deliver(probe, result)
         return result
@@ -360,7 +362,7 @@ class Transport:
             return
         reason = InvalidReason.BAD_CHECKSUM if message.checksum_ok is False else None
         reason = reason or check_payload(message.payload, probe.payload)
-        if reason is InvalidReason.WRONG_TOKEN and is_foreign(message.payload, probe.payload):
+        if reason is _WRONG_TOKEN and is_foreign(message.payload, probe.payload):
             self.ignored += 1
             return
         if reason is not None:
@@ -423,10 +425,10 @@ class Transport:
 
     def _on_icmp_error(self, message: ErrorMessage, sender: str) -> None:
         probe = self.table.get((message.target, message.sequence))
-        if probe is None or not self._ours(message.identifier) or probe.state is not ProbeState.WAITING:
+        if probe is None or not self._ours(message.identifier) or probe.state is not _WAITING:
             self.ignored += 1
             return
-        probe.finish(ProbeState.FAILED)
+        probe.finish(_FAILED)
         source = message.source or sender
         result = IcmpError(
             probe.target,
@@ -464,11 +466,11 @@ class Transport:
             self.ignored += 1
             return
         probe = self.table.get((entry.address, quoted[1]))
-        if probe is None or probe.state is not ProbeState.WAITING:
+        if probe is None or probe.state is not _WAITING:
             self.ignored += 1
             return
         if queued.origin in (C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_ICMP6):
-            probe.finish(ProbeState.FAILED)
+            probe.finish(_FAILED)
             result: ProbeResult = IcmpError(
                 probe.target,
                 queued.offender or entry.address,
@@ -480,7 +482,7 @@ class Transport:
                 queued.info,
             )
         else:
-            probe.finish(ProbeState.FAILED)
+            probe.finish(_FAILED)
             detail = _local_error_text(queued.errno, queued.info)
             mtu = (queued.info or None) if queued.errno == errno.EMSGSIZE else None
             result = SendError(probe.target, probe.sequence, probe.index, queued.errno, detail, mtu=mtu)
