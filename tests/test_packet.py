@@ -146,7 +146,10 @@ def test_bad_checksum_is_reported(junk: bytes, flip_position: int, data: st.Data
     reply = bytearray(as_reply_v4(encode_echo_request(Family.V4, 7, 9, payload)))
     position = flip_position % len(reply)
     reply[position] ^= data.draw(st.integers(1, 255))
-    decoded = decode_icmpv4(bytes(reply))
+    try:
+        decoded = decode_icmpv4(bytes(reply))
+    except PacketError:  # the flip made it an ICMP error whose quote does not parse: refused
+        return
     if isinstance(decoded, EchoMessage) and decoded.is_reply:
         assert decoded.checksum_ok is False
 
