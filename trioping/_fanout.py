@@ -206,7 +206,8 @@ class _Host(StatsAccumulator):
     transport: Transport
 
     def __init__(self, run: _FanoutRun, host: str, position: int) -> None:
-        # Every slot, StatsAccumulator's too, set here: no super() call (one host a probe).
+        # Every slot, StatsAccumulator's too, set here without a super() call: one call fewer
+        # per host (a test checks that none is missed).
         self.host = host
         self.address = ""
         self.transmitted = self.received = self.duplicates = self.errors = self.late = self.invalid = self.sent = 0
