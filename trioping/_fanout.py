@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 import trio
 
 from ._errors import InvalidArgumentError, PingerClosedError, TriopingError
-from ._packet import DEFAULT_SIZE, Family, validate_size
+from ._packet import _V4, _V6, DEFAULT_SIZE, Family, validate_size
 from ._pinger import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, _check_positive_count, _check_seconds, _check_ttl
 from ._resolve import Host, parse_family, resolve
 from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
 from ._stats import PingStats, StatsAccumulator
-from ._transport import Probe, ProbeState, Transport
+from ._transport import _WAITING, Probe, Transport
 
 if TYPE_CHECKING:
     from ._pinger import Pinger
@@ -67,9 +67,6 @@ _AF_INET6 = socket.AF_INET6
 _inet_pton = socket.inet_pton
 _inet_ntop = socket.inet_ntop
 _new_tuple = tuple.__new__
-_V4 = Family.V4  # an enum member read through its class is slow on 3.11 (see _transport)
-_V6 = Family.V6
-_WAITING = ProbeState.WAITING
 
 
 class HostResult(NamedTuple):

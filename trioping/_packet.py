@@ -64,8 +64,9 @@ class Family(enum.IntEnum):
 
 
 # Class attribute reads on an enum go through EnumType.__getattr__'s slot, which costs a
-# method-wrapper object each on Python 3.11: code run per packet uses aliases like this one.
+# method-wrapper object each on Python 3.11: code run per packet uses these aliases.
 _V4 = Family.V4
+_V6 = Family.V6
 
 
 ICMPV4_ECHO_REPLY = 0

@@ -26,7 +26,7 @@ from ._socket import (
     raw_requirement,
 )
 from ._stats import PingStats, StatsAccumulator
-from ._transport import Probe, ProbeState, Transport
+from ._transport import _WAITING, Probe, ProbeState, Transport
 
 if TYPE_CHECKING:
     from ._fanout import Fanout
@@ -37,7 +37,6 @@ DEFAULT_TIMEOUT = 2.0
 _KEPT_FINISHED_PROBES = 4096
 _CHECKPOINT_EVERY = 64
 _UNANSWERED = (ProbeState.WAITING, ProbeState.EXPIRED)  # no reply and no ICMP error (yet)
-_WAITING = ProbeState.WAITING  # an enum member read through its class is slow on 3.11 (see _transport)
 
 
 def _check_positive_count(count: int | None, *, allow_none: bool) -> int | None:
