@@ -37,6 +37,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     session.install("-e", ".", "icmplib")
-    scripts = session.posargs or ["benchmarks/rtt_accuracy.py", "benchmarks/fanout.py"]
+    scripts = session.posargs or [
+        "benchmarks/rtt_accuracy.py",
+        "benchmarks/fanout.py",
+        "benchmarks/python_floor.py",
+    ]
     for script in scripts:
         session.run("python", script)
