@@ -22,12 +22,12 @@ async def main(hosts: list[str]) -> None:
     async with trioping.open_pinger() as pinger, pinger.fanout(hosts, count=3, interval=0.2, timeout=1.0) as batch:
         async for item in batch:
             match item:
-                case trioping.HostResult(host=host, result=trioping.Reply(rtt=rtt, index=index)):
+                case trioping.HostResult(host=host, result=trioping.Reply(rtt=rtt, probe_index=index)):
                     print(f"{host:<12} probe {index}: reply in {rtt * 1e3:.3f} ms")
-                case trioping.HostResult(host=host, result=trioping.Timeout(index=index)):
+                case trioping.HostResult(host=host, result=trioping.Timeout(probe_index=index)):
                     print(f"{host:<12} probe {index}: no reply")
                 case trioping.HostResult(host=host, result=trioping.IcmpError() as error):
-                    print(f"{host:<12} probe {error.index}: {error.description} from {error.source}")
+                    print(f"{host:<12} probe {error.probe_index}: {error.description} from {error.source}")
                 case trioping.HostResult(host=host, result=other):
                     print(f"{host:<12} {other}")
                 case trioping.HostError(host=host, error=error):

@@ -47,8 +47,7 @@ async def spoof(pinger: trioping.Pinger, host: str, step: int) -> None:
     family = 6 if ":" in host else 4
     with RequestCapture(family) as capture:
         raw = capture.sock
-        async with trio.open_nursery() as nursery:
-            stream = pinger.stream(host, count=1, timeout=2.0)
+        async with trio.open_nursery() as nursery, pinger.stream(host, count=1, timeout=2.0) as stream:
 
             async def consume() -> None:
                 async for result in stream:
@@ -96,7 +95,7 @@ async def endless(pinger: trioping.Pinger, host: str, step: int, *, interval: fl
             "step": step,
             "transmitted": at_exit,
             "transmitted_later": stream.statistics.transmitted,
-            "waiting": len(transport.table),
+            "waiting": len(transport.table.probes),
             "tasks": len(pinger._nursery.child_tasks),
         }
     )
@@ -126,9 +125,9 @@ async def main(spec: dict[str, Any]) -> None:
                     outcome = await pinger.probe(host, **action)
                     emit({**_json.result_object(outcome, host, time.time()), "step": step})
                 elif op == "ping":
-                    stream = pinger.stream(host, **action)
-                    async for result in stream:
-                        emit({**_json.result_object(result, host, time.time()), "step": step})
+                    async with pinger.stream(host, **action) as stream:
+                        async for result in stream:
+                            emit({**_json.result_object(result, host, time.time()), "step": step})
                     stats = dataclasses.replace(stream.statistics, host=host)
                     emit({**_json.summary_object(stats, host, time.time()), "step": step})
                 elif op == "stream":

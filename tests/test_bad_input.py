@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import trio
@@ -33,9 +33,8 @@ from trioping import (
 )
 from trioping import _constants as C
 from trioping._cli import main as cli_main
-from trioping._packet import EchoTemplate, encode_echo_request, internet_checksum, make_payload
-from trioping._socket import IcmpSocket, Received
-from trioping._transport import Probe, ProbeState, Transport
+from trioping._packet import encode_echo_request, internet_checksum, make_payload
+from trioping._table import Probe, ProbeTable
 
 from .conftest import requires_raw
 
@@ -151,8 +150,8 @@ API_CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("timeout 0", _probe(timeout=0), InvalidArgumentError, "timeout"),
     ("timeout -1", _ping(timeout=-1), InvalidArgumentError, "timeout"),
     ("timeout nan", _probe(timeout=math.nan), InvalidArgumentError, "timeout"),
-    ("deadline 0", _ping(deadline=0), InvalidArgumentError, "deadline"),
-    ("deadline -1", _ping(deadline=-1.0), InvalidArgumentError, "deadline"),
+    ("deadline nan", _ping(deadline=math.nan), InvalidArgumentError, "deadline"),
+    ("deadline str", _ping(deadline="5"), InvalidArgumentError, "deadline"),
     ("size -1", _probe(size=-1), InvalidArgumentError, "size"),
     ("size v4 max+1", _probe(size=65508), InvalidArgumentError, "65507"),
     ("size v6 max+1", _probe("::1", size=65528), InvalidArgumentError, "65527"),
@@ -176,7 +175,7 @@ async def test_api_bad_input_raises_the_documented_exception(call: Call, error: 
         with pytest.raises(error, match=message) as caught:
             await call(pinger)
         assert isinstance(caught.value, TriopingError)
-        assert all(not t.table for t in pinger._transports.values())
+        assert all(not t.table.probes for t in pinger._transports.values())
         # Nothing was sent, and the pinger is as good as new.
         assert isinstance(await pinger.probe("127.0.0.1"), Reply)
 
@@ -207,52 +206,50 @@ async def test_an_unknown_interface_is_an_invalid_argument() -> None:
             await pinger.probe("127.0.0.1")
 
 
-# -- the receiver: arbitrary bytes, end to end -----------------------------------------------
-
-
-class _Socket:
-    """What a :class:`Transport` reads of its socket when it handles a datagram."""
-
-    def __init__(self, family: Family, *, datagram: bool) -> None:
-        self.family = family
-        self.identifier = 0x1234
-        self.kernel_owns_identifier = datagram
-        self.delivers_ip_header = family is Family.V4 and not datagram
-        self.tx_timestamps = True
-
-    def send_unstamped(self, packet: bytes, address: tuple[str, int]) -> int:
-        raise AssertionError("this socket only receives")
-
-    def path_mtu(self, address: str) -> int | None:
-        return None
+# -- the probe table: arbitrary bytes, no socket ---------------------------------------------
 
 
 class _Recorder:
-    def __init__(self) -> None:
-        self.results: list[ProbeResult] = []
+    """A probe owner (the table only names it in what it returns)."""
 
     def deliver(self, probe: Probe, result: ProbeResult) -> None:
-        self.results.append(result)
+        raise AssertionError("the table returns results; it never calls owners itself")
 
 
 TOKEN = bytes(range(8))
 V4_TARGET = "198.18.3.2"
 V6_TARGET = "2001:db8:3::2"
+_SENT_WALL_NS = 1_700_000_000_000_000_000
 
 
-def _transport(family: Family, *, datagram: bool = False, fast: bool = True) -> tuple[Transport, _Recorder]:
-    """A transport with three probes in flight (sequences 1-3) to the lab responder."""
-    transport = Transport(cast(IcmpSocket, _Socket(family, datagram=datagram)), TOKEN)
-    transport._fast_replies = transport._fast_replies and fast
-    recorder = _Recorder()
+def _table(family: Family, *, datagram: bool = False) -> ProbeTable:
+    """A table with three probes in flight (sequences 1-3) to the lab responder; the third
+    has timed out, so replies to it are late."""
+    table = ProbeTable(
+        family, 0x1234, TOKEN, kernel_owns_identifier=datagram, delivers_ip_header=family is Family.V4 and not datagram
+    )
     target = V4_TARGET if family is Family.V4 else V6_TARGET
-    template = EchoTemplate(family, 0x1234, TOKEN, 56)
+    owner = _Recorder()
     for sequence in (1, 2, 3):
-        _request, payload, reply_checksum = template.build(sequence, 1_700_000_000_000_000_000 + sequence)
-        probe = Probe(target, sequence, sequence - 1, payload, reply_checksum, 1_700_000_000_000_000_000, 0, recorder)
-        transport.table[target, sequence] = probe
-    transport.table[target, 3].state = ProbeState.EXPIRED  # replies to it are late
-    return transport, recorder
+        opened = table.open_probe(target, sequence - 1, 56, owner, _SENT_WALL_NS + sequence, time.monotonic_ns())
+        assert not isinstance(opened, trioping.SendError)
+        probe, _request = opened
+        assert probe.sequence == sequence
+        table.sent(probe, None, 0.0, 0.5 if sequence == 3 else 100.0)
+    assert [type(result) for _probe, result in table.expire(0.7)] == [trioping.Timeout]
+    return table
+
+
+def _feed(table: ProbeTable, data: bytes, ancillary: list[tuple[int, int, bytes]], source: str) -> list[ProbeResult]:
+    delivery = table.receive(data, ancillary, source, time.monotonic_ns())
+    return [] if delivery is None else [delivery[1]]
+
+
+def _feed_error_queue(
+    table: ProbeTable, data: bytes, ancillary: list[tuple[int, int, bytes]], source: str
+) -> list[ProbeResult]:
+    delivery = table.error_queue_entry(data, ancillary, source)
+    return [] if delivery is None else [delivery[1]]
 
 
 def _ipv4(payload: bytes, *, source: str = V4_TARGET, ttl: int = 63) -> bytes:
@@ -317,16 +314,15 @@ SOURCES = st.sampled_from([V4_TARGET, V6_TARGET, "", "198.18.3.3", "::"])
     ANCILLARY,
     SOURCES,
 )
-def test_the_receiver_never_raises_on_arbitrary_datagrams(
+def test_the_table_never_raises_on_arbitrary_datagrams(
     kind: tuple[Family, bool], data: bytes, ancillary: list[tuple[int, int, bytes]], source: str
 ) -> None:
     family, datagram = kind
-    transport, recorder = _transport(family, datagram=datagram)
-    transport._on_datagram(Received(data, ancillary, source))
-    assert len(recorder.results) <= 1
-    transport._on_error_queue(Received(data, ancillary, source))
-    assert len(recorder.results) <= 2
-    assert sum(isinstance(r, Reply) and not r.duplicate for r in recorder.results) <= 1
+    table = _table(family, datagram=datagram)
+    results = _feed(table, data, ancillary, source)
+    results += _feed_error_queue(table, data, ancillary, source)
+    assert len(results) <= 2
+    assert sum(isinstance(r, Reply) and not r.duplicate for r in results) <= 1
 
 
 @st.composite
@@ -338,38 +334,30 @@ def mutated_replies(draw: st.DrawFn) -> bytes:
     return bytes(reply[: cut if draw(st.booleans()) else len(reply)])
 
 
-def test_the_receive_fast_path_takes_a_plain_reply() -> None:
-    """The agreement test below would pass with a fast path that never fires: this one not."""
-    transport, recorder = _transport(Family.V4)
-    assert transport._on_reply_fast(_reply_v4(1), [], V4_TARGET)
-    assert _outcome(recorder.results) == [("Reply", 1, False, 64, 63, V4_TARGET)]
-    assert not transport._on_reply_fast(_reply_v4(1, identifier=0x4321), [], V4_TARGET)
-
-
-_SENT_WALL_NS = 1_700_000_000_000_000_000
+def test_a_plain_reply_answers_its_probe() -> None:
+    table = _table(Family.V4)
+    assert _outcome(_feed(table, _reply_v4(1), [], V4_TARGET)) == [("Reply", 1, False, 64, 63, V4_TARGET)]
+    assert _outcome(_feed(table, _reply_v4(1), [], V4_TARGET)) == [("Reply", 1, True, 64, 63, V4_TARGET)]
+    assert _feed(table, _reply_v4(2, identifier=0x4321), [], V4_TARGET) == []
+    assert _outcome(_feed(table, _reply_v4(3), [], V4_TARGET)) == [("LateReply", 3, 64, 63, V4_TARGET)]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.integers(-2_000_000_000, 9_000_000_000), st.integers(11_000_000_000, 30_000_000_000)))
-def test_the_fast_path_times_a_reply_as_compute_rtt_does(rtt_ns: int) -> None:
-    """The fast path computes receive-stamp RTTs inline: same figure and clock as the
-    general path, including the fallback when the wall clock stepped (the probe was sent
-    10 s ago by the monotonic clock; figures near that bound are left out, being timing)."""
-    stamp = struct.pack("qq", *divmod(_SENT_WALL_NS + rtt_ns, 1_000_000_000))
+def test_a_reply_is_timed_from_its_stamps_unless_the_wall_clock_stepped(rtt_ns: int) -> None:
+    """Receive-stamp RTTs (the probe was sent 10 s ago by the monotonic clock; figures near
+    that bound are left out, being timing): the kernel's figure, or the monotonic one when
+    the kernel's is impossible."""
+    stamp = struct.pack("qq", *divmod(_SENT_WALL_NS + 1 + rtt_ns, 1_000_000_000))
     ancillary = [(C.SOL_SOCKET, C.SO_TIMESTAMPNS, stamp)]
-    outcomes = []
-    for fast in (True, False):
-        transport, recorder = _transport(Family.V4, fast=fast)
-        transport.table[V4_TARGET, 1].sent_mono_ns = time.monotonic_ns() - 10_000_000_000
-        transport._on_datagram(Received(_reply_v4(1), ancillary, V4_TARGET))
-        [reply] = recorder.results
-        assert isinstance(reply, Reply)
-        outcomes.append(reply.clock if reply.clock is RttClock.MONOTONIC else (reply.clock, reply.rtt))
-    assert outcomes[0] == outcomes[1]
+    table = _table(Family.V4)
+    table.probes[V4_TARGET, 1].sent_mono_ns = time.monotonic_ns() - 10_000_000_000
+    [reply] = _feed(table, _reply_v4(1), ancillary, V4_TARGET)
+    assert isinstance(reply, Reply)
     if 0 < rtt_ns <= 9_000_000_000:
-        assert outcomes[0] == (RttClock.KERNEL_RX, rtt_ns / 1e9)
+        assert (reply.clock, reply.rtt) == (RttClock.KERNEL_RX, rtt_ns / 1e9)
     else:
-        assert outcomes[0] is RttClock.MONOTONIC
+        assert reply.clock is RttClock.MONOTONIC
 
 
 def _outcome(results: list[ProbeResult]) -> list[tuple[Any, ...]]:
@@ -390,26 +378,19 @@ def _outcome(results: list[ProbeResult]) -> list[tuple[Any, ...]]:
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(mutated_replies(), min_size=1, max_size=4), ANCILLARY)
-def test_mutated_replies_count_at_most_once_and_the_fast_path_agrees(
-    datagrams: list[bytes], ancillary: list[tuple[int, int, bytes]]
-) -> None:
+def test_mutated_replies_count_at_most_once(datagrams: list[bytes], ancillary: list[tuple[int, int, bytes]]) -> None:
     """Valid replies with a few bytes changed or cut: never more than one reply counted per
-    probe, a counted one carries exactly the probe's payload, and the receive fast path
-    decides exactly as the full decoder does."""
-    fast, fast_results = _transport(Family.V4)
-    slow, slow_results = _transport(Family.V4, fast=False)
-    assert fast._fast_replies
-    assert not slow._fast_replies
+    probe, and a counted one carries exactly the probe's payload."""
+    table = _table(Family.V4)
+    results: list[ProbeResult] = []
     for data in datagrams:
         # A raw IPv4 socket's recvmsg address is the IP header's source (raw_recvmsg).
         source = socket.inet_ntoa(data[12:16]) if len(data) >= 20 else ""
-        fast._on_datagram(Received(data, ancillary, source))
-        slow._on_datagram(Received(data, ancillary, source))
-    assert _outcome(fast_results.results) == _outcome(slow_results.results)
-    firsts = [r.sequence for r in fast_results.results if isinstance(r, Reply) and not r.duplicate]
+        results += _feed(table, data, ancillary, source)
+    firsts = [r.sequence for r in results if isinstance(r, Reply) and not r.duplicate]
     assert len(firsts) == len(set(firsts))
     assert 3 not in firsts  # probe 3 had expired: its replies are late, never received
-    for result in fast_results.results:
+    for result in results:
         if isinstance(result, (Reply, LateReply)):
             assert any(_same_echo(data, result.sequence) for data in datagrams)
 
@@ -426,9 +407,8 @@ def _same_echo(datagram: bytes, sequence: int) -> bool:
 @given(st.binary(max_size=120), st.lists(st.tuples(_LEVELS, _KINDS, st.binary(max_size=80)), max_size=3), SOURCES)
 def test_the_error_queue_reader_never_raises(data: bytes, ancillary: list[tuple[int, int, bytes]], source: str) -> None:
     for family in (Family.V4, Family.V6):
-        transport, recorder = _transport(family, datagram=True)
-        transport._on_error_queue(Received(data, ancillary, source))
-        assert len(recorder.results) <= 1
+        table = _table(family, datagram=True)
+        assert len(_feed_error_queue(table, data, ancillary, source)) <= 1
 
 
 @pytest.mark.parametrize(

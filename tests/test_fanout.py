@@ -24,9 +24,11 @@ from trioping import (
     InvalidArgumentError,
     Reply,
     ResolutionError,
+    RttClock,
     Timeout,
 )
-from trioping._fanout import _Host, fast_literal
+from trioping._admission import fast_literal
+from trioping._fanout import _Host
 from trioping._packet import (
     EchoTemplate,
     decode_ipv4,
@@ -39,8 +41,10 @@ from trioping._packet import (
 from trioping._resolve import literal_address
 from trioping._stats import StatsAccumulator
 
-from .conftest import requires_raw
+from .conftest import RX_STAMP_MAY_BE_LATE, requires_raw
 from .netlab import NetLab
+
+RX_STAMP_MAY_BE_LATE_CLOCK = RttClock(RX_STAMP_MAY_BE_LATE)
 
 
 def loopback(count: int, start: int = 0) -> list[str]:
@@ -49,7 +53,7 @@ def loopback(count: int, start: int = 0) -> list[str]:
 
 
 def transport_tables(pinger: trioping.Pinger) -> list[int]:
-    return [len(t.table) + len(t._tx_pending) for t in pinger._transports.values()]
+    return [len(t.table.probes) + len(t.table._tx_pending) for t in pinger._transports.values()]
 
 
 async def collect(batch: trioping.Fanout) -> list[trioping.FanoutItem]:
@@ -154,7 +158,7 @@ async def test_names_resolve_concurrently_within_the_bound() -> None:
     assert len(items) == 15
     assert all(isinstance(i, HostResult) and isinstance(i.result, Reply) for i in items)
     assert [s.host for s in batch.statistics] == hosts
-    assert batch._run.resolving == 0
+    assert batch._admission.resolving == 0
 
 
 @requires_raw
@@ -196,11 +200,14 @@ async def test_count_gives_a_result_per_probe_and_per_host_statistics() -> None:
     assert len(results) == 15
     for host in hosts:
         mine = [i.result for i in results if i.host == host]
-        assert [r.index for r in mine] == [0, 1, 2]
+        assert [r.probe_index for r in mine] == [0, 1, 2]
         assert [r.sequence for r in mine] == [1, 2, 3]
         assert all(isinstance(r, Reply) for r in mine)
     for stats in batch.statistics:
-        assert (stats.transmitted, stats.received, len(stats.rtts)) == (3, 3, 3)
+        assert (stats.transmitted, stats.received) == (3, 3)
+        assert stats.rtt_min is not None
+        assert stats.rtt_max is not None
+        assert 0 < stats.rtt_min <= stats.rtt_max
 
 
 @requires_raw
@@ -285,11 +292,18 @@ async def test_kernel_drops_are_surfaced() -> None:
 
 
 @requires_raw
-async def test_kernel_transmit_stamps_on_request() -> None:
-    async with trioping.open_pinger() as pinger, pinger.fanout(loopback(3), tx_timestamps=True, rate=None) as batch:
-        items = await collect(batch)
+async def test_kernel_transmit_stamps_are_the_default_clock() -> None:
+    """Fan-out times replies as streams do: kernel TX and RX stamps, unless asked not to."""
+    async with trioping.open_pinger() as pinger:
+        async with pinger.fanout(loopback(20), rate=None) as batch:
+            stamped = [i.result for i in await collect(batch) if isinstance(i, HostResult)]
+        async with pinger.fanout(loopback(20), rate=None, tx_timestamps=False) as batch:
+            unstamped = [i.result for i in await collect(batch) if isinstance(i, HostResult)]
         assert transport_tables(pinger) == [0]
-    assert all(isinstance(i, HostResult) and isinstance(i.result, Reply) for i in items)
+    assert all(isinstance(r, Reply) for r in stamped + unstamped)
+    assert {r.clock for r in stamped if isinstance(r, Reply)} <= {RttClock.KERNEL, RX_STAMP_MAY_BE_LATE_CLOCK}
+    assert RttClock.KERNEL in {r.clock for r in stamped if isinstance(r, Reply)}
+    assert {r.clock for r in unstamped if isinstance(r, Reply)} <= {RttClock.KERNEL_RX, RX_STAMP_MAY_BE_LATE_CLOCK}
 
 
 @pytest.mark.parametrize(
@@ -349,7 +363,7 @@ def test_fast_literals_never_accept_what_the_resolver_refuses(text: str) -> None
 
 
 def test_a_host_record_sets_every_slot_of_its_statistics() -> None:
-    """_Host sets StatsAccumulator's slots itself (one call fewer a host): none may be missed."""
+    """A host record starts with the statistics of a fresh accumulator."""
     host = _Host(None, "127.0.0.1", 0)  # type: ignore[arg-type]  # the run is not touched here
     slots = {name for cls in type(host).__mro__ for name in getattr(cls, "__slots__", ())}
     assert {name for name in slots if not hasattr(host, name)} == {"transport"}  # set when ready

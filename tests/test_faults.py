@@ -99,11 +99,14 @@ def assert_counts(
     invalid: int = 0,
 ) -> None:
     got = (stats.transmitted, stats.received, stats.duplicates, stats.errors, stats.late, stats.invalid)
-    assert got == (transmitted, received, duplicates, errors, late, invalid), stats.results
+    assert got == (transmitted, received, duplicates, errors, late, invalid), stats.kept_results
     assert 0.0 <= stats.loss <= 1.0
     if transmitted:
         assert stats.loss == (transmitted - received) / transmitted
-    assert len(stats.rtts) == received <= transmitted
+    assert received <= transmitted
+    assert (stats.rtt_avg is None) == (received == 0)
+    if stats.kept_results is not None:  # ping() keeps them; streams hand them over
+        assert len(stats.rtts) == received
 
 
 async def ping_both(
@@ -196,7 +199,7 @@ async def test_every_plan_is_counted_exactly(netlab: NetLab, responder: Responde
         responder_address = lab_address(netlab, "responder", family)
         for result in s.results:
             assert result.target == responder_address
-            assert result.sequence == result.index + 1
+            assert result.sequence == result.probe_index + 1
             if isinstance(result, (Reply, InvalidReply, IcmpError)):
                 assert result.source == responder_address
             if isinstance(result, Reply):
@@ -226,7 +229,7 @@ async def test_icmp_errors_from_the_host_are_matched_by_their_quote(
     for family, text in ((Family.V4, v4_text), (Family.V6, v6_text)):
         errors = [r for r in stats[family].results if isinstance(r, IcmpError)]
         assert [e.sequence for e in errors] == [1, 2]
-        assert [e.index for e in errors] == [0, 1]
+        assert [e.probe_index for e in errors] == [0, 1]
         for error in errors:
             assert error.kind is kind
             assert error.description == text
@@ -342,13 +345,13 @@ async def test_a_reply_after_the_run_ended_is_ignored(netlab: NetLab, responder:
     async with trioping.open_pinger() as pinger:
         stats = await pinger.ping(netlab.responder_v4, count=1, timeout=0.05)
         transport = pinger._transport(Family.V4)
-        assert transport.table == {}
+        assert transport.table.probes == {}
         with trio.fail_after(2):
             while not any(line.startswith("delayed ") for line in r.lines):  # noqa: ASYNC110 - a log
                 await trio.sleep(0.005)
             await trio.sleep(0.05)  # the late reply reaches the receiver, which ignores it
             after = await pinger.probe(netlab.responder_v4, timeout=TIMEOUT)
-        assert transport.table == {}
+        assert transport.table.probes == {}
     assert_counts(stats, transmitted=1, received=0)
     assert isinstance(after, Reply)
     assert after.sequence == 2
@@ -368,15 +371,15 @@ async def test_a_reply_carrying_another_probes_sequence_is_not_that_probes_reply
 
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(Family.V4)
-        first = pinger.stream(host, count=1, timeout=TIMEOUT)
-        second = pinger.stream(host, count=1, timeout=TIMEOUT)
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
-                transport._next_sequence[host] = 1001
+                transport.table._next_sequence[host] = 1001
+                second = await pinger.start_stream(nursery, host, count=1, timeout=TIMEOUT)
                 nursery.start_soon(consume, "b", second)
                 while second.statistics.transmitted == 0:  # noqa: ASYNC110 - no event to wait on
                     await trio.sleep(0.001)
-                transport._next_sequence[host] = 1
+                transport.table._next_sequence[host] = 1
+                first = await pinger.start_stream(nursery, host, count=1, timeout=TIMEOUT)
                 nursery.start_soon(consume, "a", first)
     [timeout] = results["a"]
     assert isinstance(timeout, Timeout)
@@ -404,7 +407,7 @@ async def test_ttl_1_draws_time_exceeded_from_the_router(netlab: NetLab, family:
     assert_counts(sane, transmitted=1, received=1)
     for index, error in enumerate(stats.results):
         assert isinstance(error, IcmpError)
-        assert (error.sequence, error.index) == (index + 1, index)
+        assert (error.sequence, error.probe_index) == (index + 1, index)
         assert error.source == lab_address(netlab, "router", family)
         assert error.kind is IcmpErrorKind.TIME_EXCEEDED
         expected_type = netlab.time_exceeded_type_v4 if family is Family.V4 else netlab.time_exceeded_type_v6
@@ -484,11 +487,13 @@ async def test_send_errors_are_counted_per_probe_and_never_fatal(netlab: NetLab,
                 nursery.start_soon(run, "live", live)
             after = await pinger.probe(live, timeout=TIMEOUT)
     refused = results["refused"]
-    assert_counts(refused, transmitted=0, received=0, errors=3)
+    assert_counts(refused, transmitted=3, received=0, errors=3)  # refused sends are loss, as in iputils
+    assert refused.send_errors == 3
+    assert refused.loss == 1.0
     assert refused.loss == 1.0
     for index, result in enumerate(refused.results):
         assert isinstance(result, SendError)
-        assert (result.target, result.index, result.sequence) == (target, index, index + 1)
+        assert (result.target, result.probe_index, result.sequence) == (target, index, index + 1)
         assert result.errno == getattr(errno, errno_name)
         assert result.message == text
     assert_counts(results["live"], transmitted=3, received=3)
@@ -510,10 +515,10 @@ async def test_a_blackhole_route_costs_the_socket_none_of_its_timestamps(netlab:
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(family)
         for stamped in (True, False, True):  # per-send stamp flags and id, then none
-            sent = transport.try_send(target, index=0, size=56, ttl=None, owner=_Discard(), tx_timestamp=stamped)
+            sent = transport.try_send(target, 0, 56, None, _Discard(), 1.0, trio.current_time(), stamped)
             assert isinstance(sent, SendError)
             assert sent.errno == errno.EINVAL
-        assert transport.table == {}
+        assert transport.table.probes == {}
         assert transport.sock.tx_timestamps  # blamed on the route, not on the kernel
         with trio.fail_after(5):
             reply = await pinger.probe(lab_address(netlab, "live_host", family), timeout=TIMEOUT)
@@ -529,7 +534,8 @@ async def test_oversize_with_dont_fragment_is_a_send_error(netlab: NetLab, famil
         with trio.fail_after(5):
             stats = await pinger.ping(live, count=2, interval=INTERVAL, timeout=TIMEOUT, size=too_big)
             fits = await pinger.ping(live, count=2, interval=INTERVAL, timeout=TIMEOUT, size=too_big - 1)
-    assert_counts(stats, transmitted=0, received=0, errors=2)
+    assert_counts(stats, transmitted=2, received=0, errors=2)
+    assert stats.loss == 1.0
     assert all(isinstance(r, SendError) and r.errno == errno.EMSGSIZE for r in stats.results)
     assert_counts(fits, transmitted=2, received=2)
 
@@ -719,8 +725,8 @@ def test_cli_send_errors_are_printed_per_probe(family: Family) -> None:
     # Our own kernel refused the send: reported on stderr as iputils does, not as a reply.
     assert done.stderr.splitlines() == ["trioping: sendmsg: No route to host"] * 2
     assert done.stdout.splitlines()[1] == ""
-    # Nothing reached the wire: iputils prints no loss or time for 0 transmitted.
-    assert summary_of(done.stdout) == "0 packets transmitted, 0 received, +2 errors"
+    # Counted as iputils counts a refused sendmsg: transmitted and lost, not "+N errors".
+    assert re.fullmatch(r"2 packets transmitted, 0 received, 100% packet loss, time \d+ms", summary_of(done.stdout))
 
 
 @pytest.mark.parametrize(("plan", "status"), [("duplicate", 0), ("unreachable", 1)])
@@ -843,7 +849,7 @@ async def test_count_with_deadline_sends_until_count_replies(
     target = netlab.responder_v4 if family is Family.V4 else netlab.responder_v6
     async with trioping.open_pinger() as pinger:
         with trio.fail_after(10):
-            stats = await pinger.ping(target, count=2, interval=0.05, timeout=0.3, deadline=5)
+            stats = await pinger.ping(target, count=2, interval=0.05, timeout=0.3, deadline=trio.current_time() + 5)
     assert (stats.transmitted, stats.received) == (3, 2)
     assert [r.sequence for r in stats.replies] == [2, 3]
     assert stats.elapsed < 5

@@ -31,7 +31,7 @@ def reply(**overrides: object) -> Reply:
         "target": "127.0.0.1",
         "source": "127.0.0.1",
         "sequence": 1,
-        "index": 0,
+        "probe_index": 0,
         "size": 64,
         "ttl": 64,
         "rtt": 41e-6,
@@ -66,7 +66,7 @@ def test_error_lines_use_iputils_words() -> None:
 
 def test_summary_block_and_counting_rules() -> None:
     acc = StatsAccumulator("localhost", "127.0.0.1")
-    acc.transmitted = 3
+    acc.transmitted = 4  # the refused send counts, as iputils counts it
     acc.add(reply(rtt=0.000041))
     acc.add(reply(rtt=0.000050, sequence=2))
     acc.add(reply(rtt=0.000050, sequence=2, duplicate=True))
@@ -78,11 +78,13 @@ def test_summary_block_and_counting_rules() -> None:
     acc.elapsed = 1.0014
     stats = acc.snapshot()
     assert (stats.received, stats.duplicates, stats.errors, stats.late, stats.invalid) == (2, 1, 2, 1, 1)
+    assert stats.send_errors == 1
+    assert stats.loss == 0.5
     assert stats.rtt_stddev == pytest.approx(4.5e-6)
-    assert summary_lines(stats) == [
+    assert summary_lines(stats) == [  # a refused send is transmitted, an error, and lost
         "--- localhost ping statistics ---",
-        "3 packets transmitted, 2 received, +1 duplicates, +1 invalid, +2 errors, +1 late, "
-        "33.3333% packet loss, time 1001ms",
+        "4 packets transmitted, 2 received, +1 duplicates, +1 invalid, +2 errors, +1 late, "
+        "50% packet loss, time 1001ms",
         "rtt min/avg/max/mdev = 0.041/0.045/0.050/0.005 ms",
     ]
 

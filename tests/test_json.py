@@ -167,7 +167,7 @@ def test_every_result_type_follows_the_schema(result: ProbeResult) -> None:
         "host.example",
         result.target,
         result.sequence,
-        result.index,
+        result.probe_index,
     )
 
 
@@ -220,6 +220,7 @@ def test_summary_object() -> None:
         "received": 1,
         "duplicates": 1,
         "errors": 0,
+        "send_errors": 0,
         "late": 1,
         "invalid": 0,
         "loss_percent": pytest.approx(200 / 3, abs=1e-6),
@@ -303,7 +304,8 @@ def test_cli_json_every_kind_of_event(netlab: NetLab, responder: ResponderFactor
     send_error, summary = parse_lines(oversize.stdout)
     assert (send_error["type"], send_error["errno"], send_error["mtu"]) == ("send_error", 90, 1500)
     assert send_error["message"] == "local error: message too long, mtu=1500"
-    assert (summary["transmitted"], summary["errors"], summary["rtt_avg_ms"]) == (0, 1, None)
+    assert (summary["transmitted"], summary["errors"], summary["send_errors"]) == (1, 1, 1)
+    assert (summary["loss_percent"], summary["rtt_avg_ms"]) == (100, None)
 
 
 def test_cli_json_errors_stay_on_stderr() -> None:

@@ -264,10 +264,15 @@ def test_outstanding_reports_unanswered_probes(netlab: NetLab) -> None:
 @requires_raw
 async def test_stream_on_outstanding_callback(netlab: NetLab) -> None:
     notices: list[trioping.Outstanding] = []
-    async with trioping.open_pinger() as pinger:
-        stream = pinger.stream(netlab.silent_v6, count=3, interval=0.05, timeout=0.5, on_outstanding=notices.append)
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.stream(netlab.silent_v6, count=3, interval=0.05, timeout=0.5, on_outstanding=notices.append) as stream,
+    ):
         results = [result async for result in stream]
-    assert [(n.target, n.sequence, n.index) for n in notices] == [(netlab.silent_v6, 1, 0), (netlab.silent_v6, 2, 1)]
+    assert [(n.target, n.sequence, n.probe_index) for n in notices] == [
+        (netlab.silent_v6, 1, 0),
+        (netlab.silent_v6, 2, 1),
+    ]
     assert [type(r) for r in results] == [Timeout] * 3
 
 

@@ -18,7 +18,7 @@ from trioping import (
     RttClock,
     Timeout,
 )
-from trioping._transport import Probe, compute_rtt
+from trioping._table import Probe, ProbeState, compute_rtt
 
 from .conftest import RX_STAMP_MAY_BE_LATE, requires_raw
 
@@ -33,7 +33,7 @@ async def test_probe_returns_a_reply_with_kernel_rtt(host: str, family: Family) 
         result = await pinger.probe(host, timeout=2)
         assert pinger.socket_kind(family) is trioping.SocketKind.RAW
     assert isinstance(result, Reply)
-    assert (result.target, result.source, result.sequence, result.index) == (host, host, 1, 0)
+    assert (result.target, result.source, result.sequence, result.probe_index) == (host, host, 1, 0)
     assert result.size == 64
     assert result.ttl == 64
     assert not result.duplicate
@@ -49,7 +49,7 @@ async def test_ping_counts_every_reply(host: str) -> None:
     assert (stats.transmitted, stats.received, stats.duplicates, stats.errors) == (4, 4, 0, 0)
     assert (stats.late, stats.invalid, stats.loss) == (0, 0, 0.0)
     assert [r.sequence for r in stats.replies] == [1, 2, 3, 4]
-    assert [r.index for r in stats.replies] == [0, 1, 2, 3]
+    assert [r.probe_index for r in stats.replies] == [0, 1, 2, 3]
     assert len(stats.rtts) == 4
     assert stats.rtt_min is not None
     assert stats.rtt_max is not None
@@ -141,7 +141,7 @@ async def test_two_streams_on_one_pinger_to_one_host_get_their_own_sequences() -
 async def test_sequence_numbers_wrap_around() -> None:
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(Family.V4)
-        transport._next_sequence["127.0.0.1"] = 0xFFFE
+        transport.table._next_sequence["127.0.0.1"] = 0xFFFE
         stats = await pinger.ping("127.0.0.1", count=4, interval=0.001)
     assert [r.sequence for r in stats.replies] == [0xFFFE, 0xFFFF, 0, 1]
     assert stats.received == 4
@@ -184,7 +184,7 @@ async def test_resolution_failure_is_raised_bare_not_in_a_group() -> None:
         {"ttl": 256},
         {"size": -1},
         {"size": 65508, "family": 4},
-        {"deadline": -1},
+        {"deadline": float("nan")},
         {"family": 5},
     ],
 )
@@ -201,8 +201,8 @@ async def test_cancelling_a_ping_leaves_the_pinger_usable_and_the_table_empty() 
             await pinger.ping("127.0.0.1", count=1000, interval=0.01)
         transport = pinger._transport(Family.V4)
         await trio.testing.wait_all_tasks_blocked()
-        assert transport.table == {}
-        assert transport._tx_pending == {}
+        assert transport.table.probes == {}
+        assert transport.table._tx_pending == {}
         stats = await pinger.ping("127.0.0.1", count=2, interval=0.01)
     assert stats.received == 2
 
@@ -219,38 +219,61 @@ async def test_leaving_a_stream_block_stops_it() -> None:
         async with pinger.stream("127.0.0.1", interval=0.005) as stream:
             async for result in stream:
                 assert isinstance(result, Reply)
-                if result.index == 2:
+                if result.probe_index == 2:
                     break
         before, after = await _sent_after_a_pause(stream)
         assert before == after
         assert stream.statistics.received >= 3
-        assert pinger._transport(Family.V4).table == {}
+        assert pinger._transport(Family.V4).table.probes == {}
 
 
-async def test_a_dropped_stream_stops_sending() -> None:
+async def test_a_stream_is_only_iterated_inside_its_block() -> None:
+    """Its probes live as long as its ``async with``: no block, no probes (no cleanup left
+    to the garbage collector)."""
     async with trioping.open_pinger() as pinger:
-        async for result in pinger.stream("127.0.0.1", interval=0.005):
-            assert isinstance(result, Reply)
-            break
-        await trio.testing.wait_all_tasks_blocked()
-        assert pinger._transport(Family.V4).table == {}
-        assert len(pinger._nursery.child_tasks) == 1  # only the receiver remains
-
-
-async def test_cancelling_the_consumer_stops_the_stream() -> None:
-    async with trioping.open_pinger() as pinger:
-        stream = pinger.stream("::1", interval=0.005)
-        with trio.move_on_after(0.05):
-            async for _ in stream:
+        with pytest.raises(TypeError, match=r"async with pinger\.stream"):
+            async for _ in pinger.stream("127.0.0.1"):
                 pass
+        assert pinger._transports == {}
+        assert len(pinger._nursery.child_tasks) == 0
+
+
+async def test_a_cancelled_receive_loses_nothing_and_the_stream_goes_on() -> None:
+    async with trioping.open_pinger() as pinger, pinger.stream("127.0.0.1", interval=0.2, count=4) as stream:
+        first = await stream.__anext__()
+        with trio.move_on_after(0.05) as scope:
+            await stream.__anext__()  # the next probe is 150 ms away: cancelled while waiting
+        assert scope.cancelled_caught
+        rest = [result async for result in stream]
+    assert [r.probe_index for r in [first, *rest]] == [0, 1, 2, 3]
+    assert all(isinstance(r, Reply) for r in rest)
+
+
+async def test_every_receive_is_a_checkpoint() -> None:
+    async with trioping.open_pinger() as pinger, pinger.stream("127.0.0.1", interval=0, count=50) as stream:
+        await trio.sleep(0.05)  # every result queued by now
+        assert stream.queued > 1
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await stream.__anext__()
+        assert len([r async for r in stream]) == 50
+
+
+async def test_cancelling_the_consumer_leaves_the_block_and_stops_the_stream() -> None:
+    async with trioping.open_pinger() as pinger:
+        with trio.move_on_after(0.05):
+            async with pinger.stream("::1", interval=0.005) as stream:
+                async for _ in stream:
+                    pass
         before, after = await _sent_after_a_pause(stream)
         assert before == after > 0
 
 
 async def test_stream_statistics_are_live() -> None:
     async with trioping.open_pinger() as pinger:
-        stream = pinger.stream("::1", count=3, interval=0.01)
-        snapshots = [stream.statistics.received async for _ in stream]
+        async with pinger.stream("::1", count=3, interval=0.01) as stream:
+            snapshots = [stream.statistics.received async for _ in stream]
         # Live counts: never behind what was yielded (a slow consumer may see them ahead).
         assert len(snapshots) == 3
         assert all(seen >= position for position, seen in enumerate(snapshots, 1))
@@ -262,7 +285,7 @@ async def test_stream_statistics_are_live() -> None:
 
 async def test_deadline_ends_the_run() -> None:
     async with trioping.open_pinger() as pinger:
-        stats = await pinger.ping("127.0.0.1", count=100, interval=0.02, deadline=0.1)
+        stats = await pinger.ping("127.0.0.1", count=100, interval=0.02, deadline=trio.current_time() + 0.1)
     assert 3 <= stats.transmitted <= 7
     # The deadline may cancel the run while the last probe is still in flight.
     assert stats.transmitted - 1 <= stats.received <= stats.transmitted
@@ -281,8 +304,7 @@ async def test_closed_pinger_refuses_work() -> None:
     with pytest.raises(trioping.PingerClosedError):
         await pinger.ping("127.0.0.1", count=1)
     with pytest.raises(trio.ClosedResourceError):  # also a trio.ClosedResourceError
-        async for _ in pinger.stream("127.0.0.1"):
-            pass
+        pinger.stream("127.0.0.1")
 
 
 def _probe_sent(mono_ns: int, wall_ns: int, tx_ns: int | None) -> Probe:
@@ -320,16 +342,22 @@ async def test_timeout_is_loss_in_virtual_time(autojump_clock: trio.testing.Mock
     assert stats.rtt_avg is None
 
 
+class _Owner:
+    def deliver(self, probe: Probe, result: trioping.ProbeResult) -> None:
+        pass
+
+
 async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> None:
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(Family.V4)
-        owner = pinger.stream("127.0.0.1")._run
+        owner = _Owner()
         waiting = [Probe("127.0.0.1", seq, seq, b"", 0, 0, 0, owner) for seq in range(0x10000)]
-        transport.table.update({("127.0.0.1", p.sequence): p for p in waiting})
-        result = transport.try_send("127.0.0.1", index=0, size=56, ttl=None, owner=owner)
+        assert all(p.state is ProbeState.WAITING for p in waiting)
+        transport.table.probes.update({("127.0.0.1", p.sequence): p for p in waiting})
+        result = transport.try_send("127.0.0.1", 0, 56, None, owner, 1.0, trio.current_time())
         assert isinstance(result, trioping.SendError)
         assert "no free sequence number" in result.message
         for probe in waiting:
-            transport.forget(probe)
+            transport.table.forget(probe)
         stats = await pinger.ping("127.0.0.1", count=1)
     assert stats.received == 1

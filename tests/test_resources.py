@@ -65,9 +65,10 @@ async def test_opening_and_closing_1000_pingers_leaks_no_fd_and_no_task() -> Non
             if i % 100 == 0:
                 stats = await pinger.ping("127.0.0.1", count=1)
                 assert stats.received == 1
-                async for result in pinger.stream("::1", interval=0.001):  # abandoned mid-run
-                    assert isinstance(result, Reply)
-                    break
+                async with pinger.stream("::1", interval=0.001) as stream:  # left mid-run
+                    async for result in stream:
+                        assert isinstance(result, Reply)
+                        break
             if i % 100 == 50:
                 with pytest.raises(KeyError):
                     await fail_inside_a_pinger()
@@ -95,8 +96,8 @@ async def test_cancelling_ping_and_probe_from_outside_leaves_no_waiter(
                 await pinger.probe(host, timeout=1.0)
             assert scope.cancelled_caught
             await trio.testing.wait_all_tasks_blocked()
-            assert transport.table == {}
-            assert transport._tx_pending == {}
+            assert transport.table.probes == {}
+            assert transport.table._tx_pending == {}
             assert len(pinger._nursery.child_tasks) == receivers
         with trio.fail_after(2):  # the late replies arrive, find no waiter and are ignored
             sent = len(await r.wait_for_actions_async(1))
@@ -106,7 +107,7 @@ async def test_cancelling_ping_and_probe_from_outside_leaves_no_waiter(
         delayed = [line.split()[1] for line in r.lines if line.startswith("delayed ")]
         for family, transport, before in zip(BOTH, transports, ignored, strict=True):
             assert transport.ignored - before >= delayed.count(f"v{family.value}") > 0
-            assert transport.table == {}
+            assert transport.table.probes == {}
         assert len(pinger._nursery.child_tasks) == receivers
         responder("ok")
         with trio.fail_after(5):
@@ -165,10 +166,11 @@ def enobufs_on_second_send(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_refused_send_is_one_error_and_the_run_goes_on() -> None:
     async with trioping.open_pinger() as pinger:
         stats = await pinger.ping("127.0.0.1", count=4, interval=0.01)
-    assert (stats.transmitted, stats.received, stats.errors, stats.loss) == (3, 3, 1, 0.0)
+    # The refused probe is transmitted, an error, and lost (a host we cannot reach shows loss).
+    assert (stats.transmitted, stats.received, stats.errors, stats.send_errors, stats.loss) == (4, 3, 1, 1, 0.25)
     error = stats.results[1]
     assert isinstance(error, SendError)
-    assert (error.sequence, error.index, error.errno) == (2, 1, errno.ENOBUFS)
+    assert (error.sequence, error.probe_index, error.errno) == (2, 1, errno.ENOBUFS)
     assert [r.sequence for r in stats.replies] == [1, 3, 4]
 
 
@@ -179,4 +181,4 @@ def test_cli_prints_a_refused_send_and_counts_it(capsys: pytest.CaptureFixture[s
     assert out.err == "trioping: sendmsg: No buffer space available\n"
     lines = out.out.splitlines()
     assert lines[2].startswith("64 bytes from 127.0.0.1: icmp_seq=3 ")
-    assert lines[5].startswith("2 packets transmitted, 2 received, +1 errors, 0% packet loss, time ")
+    assert lines[5].startswith("3 packets transmitted, 2 received, 33.3333% packet loss, time ")

@@ -17,9 +17,18 @@ from ._errors import (
     SocketError,
     TriopingError,
 )
-from ._fanout import DEFAULT_RATE, Fanout, FanoutItem, FanoutProgress, HostError, HostResult
+from ._fanout import Fanout, FanoutItem, FanoutProgress, HostError, HostResult
+from ._options import (
+    DEFAULT_COUNT,
+    DEFAULT_FANOUT_BUFFER,
+    DEFAULT_INTERVAL,
+    DEFAULT_RATE,
+    DEFAULT_RESOLVE_CONCURRENCY,
+    DEFAULT_STREAM_BUFFER,
+    DEFAULT_TIMEOUT,
+)
 from ._packet import DEFAULT_SIZE, Family, InvalidReason
-from ._pinger import DEFAULT_COUNT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Pinger, PingStream, open_pinger, ping
+from ._pinger import Pinger, open_pinger, ping
 from ._resolve import resolve
 from ._results import (
     IcmpError,
@@ -34,15 +43,19 @@ from ._results import (
     Timeout,
 )
 from ._socket import PathMtuDiscovery, SocketKind
-from ._stats import PingStats
+from ._stats import PingStats, ResultsNotKeptError
+from ._stream import PingStream
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_COUNT",
+    "DEFAULT_FANOUT_BUFFER",
     "DEFAULT_INTERVAL",
     "DEFAULT_RATE",
+    "DEFAULT_RESOLVE_CONCURRENCY",
     "DEFAULT_SIZE",
+    "DEFAULT_STREAM_BUFFER",
     "DEFAULT_TIMEOUT",
     "Family",
     "Fanout",
@@ -67,6 +80,7 @@ __all__ = [
     "ProbeResult",
     "Reply",
     "ResolutionError",
+    "ResultsNotKeptError",
     "RttClock",
     "SendError",
     "SocketError",

@@ -8,6 +8,7 @@ on stderr; no traceback reaches the user.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import signal
 import sys
@@ -24,10 +25,12 @@ from . import _format as fmt
 from . import _json
 from ._cli_common import EXIT_ERROR, EXIT_NO_REPLY, EXIT_REPLIES, UsageError, run_interruptibly
 from ._errors import TriopingError
+from ._options import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, check_seconds
 from ._packet import DEFAULT_SIZE, Family
-from ._pinger import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, PingStream, open_pinger
+from ._pinger import open_pinger
 from ._resolve import resolve
 from ._results import IcmpError, InvalidReply, LateReply, Outstanding, ProbeResult, Reply, SendError, Timeout
+from ._stream import PingStream
 
 _PROG = "trioping"
 
@@ -236,13 +239,22 @@ class _Printer:
     def __init__(self, options: PingOptions, out: Writer) -> None:
         self.options = options
         self.out = out
+        self.errors = 0
+        """The summary's ``+N errors`` as iputils counts them: ICMP errors and the local
+        errors the kernel reports ("message too long"), not sends refused outright (EPERM,
+        EHOSTUNREACH), which are transmitted and lost."""
+
+    def result(self, result: ProbeResult, address: str) -> None:
+        if isinstance(result, IcmpError) or (isinstance(result, SendError) and result.errno == errno.EMSGSIZE):
+            self.errors += 1
+        self._show(result, address)
 
     def _line(self, line: str) -> None:
         if self.options.timestamps:
             line = f"[{time.time():.6f}] {line}"
         self.out(line)
 
-    def result(self, result: ProbeResult, address: str) -> None:
+    def _show(self, result: ProbeResult, address: str) -> None:
         if isinstance(result, SendError) and not self.options.json_output:
             _warn(fmt.send_error_text(result))
             return
@@ -272,7 +284,10 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
     ) as pinger:
         with run_scope:
             address, family = await resolve(options.host, options.family)
-            stream = pinger.stream(
+            deadline = None
+            if options.deadline is not None:  # -w: seconds from now, the library's deadline is absolute
+                deadline = trio.current_time() + check_seconds("deadline", options.deadline, allow_zero=False)
+            stream_context = pinger.stream(  # checks every argument before anything is printed or sent
                 address,
                 count=options.count,
                 interval=options.interval,
@@ -280,14 +295,15 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
                 timeout=options.timeout,
                 ttl=options.ttl,
                 family=family,
-                deadline=options.deadline,
+                deadline=deadline,
                 on_outstanding=printer.outstanding if options.outstanding else None,
             )
             pinger.socket_kind(family)  # open the socket now: a permission error precedes output
             if not options.json_output:
                 out(fmt.header(options.host, address, family, options.size))
-            async for result in stream:
-                printer.result(result, address)
+            async with stream_context as stream:
+                async for result in stream:
+                    printer.result(result, address)
     if stream is None:  # Ctrl-C while resolving or opening the socket: nothing was sent
         return EXIT_NO_REPLY
     stats = dataclasses.replace(stream.statistics, host=options.host)
@@ -295,7 +311,7 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
         out(_json.dumps(_json.summary_object(stats, options.host, time.time())))
     else:
         out("")
-        for line in fmt.summary_lines(stats):
+        for line in fmt.summary_lines(stats, errors=printer.errors):
             out(line)
     if stats.received == 0:
         return EXIT_NO_REPLY

@@ -27,7 +27,8 @@ from typing import TextIO
 import trio
 
 from ._cli_common import EXIT_ERROR, UsageError, run_interruptibly
-from ._fanout import DEFAULT_RATE, Fanout, HostError, HostResult
+from ._fanout import Fanout, HostError, HostResult
+from ._options import DEFAULT_RATE
 from ._packet import Family
 from ._pinger import open_pinger
 from ._results import IcmpError, Reply, SendError, Timeout
@@ -191,9 +192,9 @@ def summary_line(stats: PingStats, width: int) -> str:
     """``127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = 0.050/0.050/0.050``."""
     loss = (stats.transmitted - stats.received) * 100 // stats.transmitted if stats.transmitted else 0
     line = f"{stats.host:<{width}} : xmt/rcv/%loss = {stats.transmitted}/{stats.received}/{loss}%"
-    rtts = stats.rtts
-    if rtts:  # PingStats' rtt_min / rtt_avg / rtt_max, without three property calls (one line a host)
-        line += f", min/avg/max = {fping_ms(min(rtts))}/{fping_ms(math.fsum(rtts) / len(rtts))}/{fping_ms(max(rtts))}"
+    if stats.received:
+        low, avg, high = stats.rtt_min or 0.0, stats.rtt_avg or 0.0, stats.rtt_max or 0.0
+        line += f", min/avg/max = {fping_ms(low)}/{fping_ms(avg)}/{fping_ms(high)}"
     return line
 
 
@@ -281,28 +282,34 @@ async def _run(
         with run_scope:
             if options.deadline is not None:
                 run_scope.deadline = trio.current_time() + options.deadline
-            batch = pinger.fanout(
-                targets,
-                count=options.count or 1,
-                interval=options.interval,
-                rate=options.rate,
-                timeout=options.timeout,
-                size=options.size,
-                ttl=options.ttl,
-                family=options.family,
-            )
-            async with batch, trio.open_nursery() as nursery:
+            async with (
+                pinger.fanout(
+                    targets,
+                    count=options.count or 1,
+                    interval=options.interval,
+                    rate=options.rate,
+                    timeout=options.timeout,
+                    size=options.size,
+                    ttl=options.ttl,
+                    family=options.family,
+                ) as batch,
+                trio.open_nursery() as nursery,
+            ):
                 if output.err.isatty():
                     nursery.start_soon(_show_progress, batch, output, progress_delay)
                 async for item in batch:
-                    if type(item) is HostError:
-                        unresolved += 1
-                        output.error(_host_error_text(item))
-                        continue
-                    assert isinstance(item, HostResult)
-                    _report(item, options, output, width, tallies, alive, per_probe)
-                    if not batch.queued:
-                        output.flush()
+                    while True:  # everything queued, with one checkpoint per wake-up
+                        if type(item) is HostError:
+                            unresolved += 1
+                            output.error(_host_error_text(item))
+                        else:
+                            assert isinstance(item, HostResult)
+                            _report(item, options, output, width, tallies, alive, per_probe)
+                        try:
+                            item = batch.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    output.flush()
                 nursery.cancel_scope.cancel()
     output.flush()
     if output.progress_shown:
@@ -354,9 +361,8 @@ def _report(
         assert isinstance(reply, Reply)
         if reply.duplicate:
             if per_probe:
-                output.error(
-                    f"{host:<{width}} : duplicate for [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
-                )
+                index, size, ms = reply.probe_index, reply.size, fping_ms(reply.rtt)
+                output.error(f"{host:<{width}} : duplicate for [{index}], {size} bytes, {ms} ms")
             return
         first = not alive[item.position]
         alive[item.position] = True
@@ -367,7 +373,7 @@ def _report(
             tally.rtt_sum += reply.rtt
             loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
             output.line(
-                f"{host:<{width}} : [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
+                f"{host:<{width}} : [{reply.probe_index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
                 f" ({fping_ms(tally.rtt_sum / tally.received)} avg, {loss}% loss)"
             )
         elif options.count is None and first:
@@ -387,9 +393,11 @@ def _report(
             assert isinstance(result, (Timeout, IcmpError, SendError))
             tally = tallies[item.position]
             tally.verdicts += 1
+            if kind is SendError:
+                return  # fping prints no "timed out" for a probe it could not send; its loss shows
             avg = fping_ms(tally.rtt_sum / tally.received) if tally.received else "NaN"
             loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
-            output.line(f"{host:<{width}} : [{result.index}], timed out ({avg} avg, {loss}% loss)")
+            output.line(f"{host:<{width}} : [{result.probe_index}], timed out ({avg} avg, {loss}% loss)")
         elif options.count is None:
             if options.unreachable:
                 output.line(host)

@@ -59,6 +59,25 @@ _PERMISSION_ERRNOS = frozenset({errno.EPERM, errno.EACCES})
 
 
 @contextmanager
+def unwrap_lone_exception() -> Iterator[None]:
+    """Let a lone exception out of a nursery as itself, not inside an exception group.
+
+    The nurseries behind ``open_pinger``, a stream or a batch are ours, not the caller's:
+    an error from the caller's own block, or from the one task that failed, is raised as
+    it was, so ``except ResolutionError`` works around them.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        lone: BaseException = group
+        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+            lone = lone.exceptions[0]
+        if lone is group:
+            raise
+        raise lone from lone.__cause__
+
+
+@contextmanager
 def mapped_os_errors(what: str) -> Iterator[None]:
     """Turn OS errors raised while *what* into :class:`TriopingError` subclasses.
 

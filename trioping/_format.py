@@ -80,13 +80,16 @@ def outstanding_line(timeout: Timeout | Outstanding) -> str:
     return f"no answer yet for icmp_seq={timeout.sequence}"
 
 
-def summary_lines(stats: PingStats) -> list[str]:
-    """The ``--- host ping statistics ---`` block, iputils' fields first, ours after."""
+def summary_lines(stats: PingStats, *, errors: int | None = None) -> list[str]:
+    """The ``--- host ping statistics ---`` block, iputils' fields first, ours after.
+
+    *errors*: the ``+N errors`` figure when the caller counts it as iputils does (see the
+    CLI); ``stats.errors`` otherwise."""
     counts = f"{stats.transmitted} packets transmitted, {stats.received} received"
     for count, label in (
         (stats.duplicates, "duplicates"),
         (stats.invalid, "invalid"),
-        (stats.errors, "errors"),
+        (stats.errors if errors is None else errors, "errors"),
         (stats.late, "late"),
     ):
         if count:
@@ -95,7 +98,7 @@ def summary_lines(stats: PingStats) -> list[str]:
         counts += f", {stats.loss * 100:g}% packet loss, time {round(stats.elapsed * 1000)}ms"
     lines = [f"--- {stats.host} ping statistics ---", counts]
     figures = (stats.rtt_min, stats.rtt_avg, stats.rtt_max, stats.rtt_stddev)
-    if stats.rtts:
+    if stats.received:
         shown = "/".join(summary_ms(value) for value in figures if value is not None)
         lines.append(f"rtt min/avg/max/mdev = {shown} ms")
     return lines

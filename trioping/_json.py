@@ -32,7 +32,7 @@ def _probe_fields(kind: str, result: ProbeResult | Outstanding, host: str, now: 
         "host": host,
         "target": result.target,
         "seq": result.sequence,
-        "index": result.index,
+        "index": result.probe_index,
     }
 
 
@@ -90,6 +90,7 @@ def summary_object(stats: PingStats, host: str, now: float) -> JsonObject:
         "received": stats.received,
         "duplicates": stats.duplicates,
         "errors": stats.errors,
+        "send_errors": stats.send_errors,
         "late": stats.late,
         "invalid": stats.invalid,
         "loss_percent": round(stats.loss * 100, 6),

@@ -1,19 +1,20 @@
 """What a probe can come to: typed results, never strings.
 
 Every result names the probe by ``target`` (the address pinged), ``sequence`` (the ICMP
-sequence number on the wire) and ``index`` (0 for the first probe of a call, 1 for the
-next...).  Times are in seconds, as floats, following Trio's convention.
+sequence number on the wire) and ``probe_index`` (0 for the first probe of a call, 1 for
+the next...).  Times are in seconds, as floats, following Trio's convention.
 
-Results are named tuples: immutable, cheap to build (one is made per probe, and at
-fan-out rates a frozen dataclass costs ten times as much), and matched with ``isinstance``
-or ``match`` by class.  Their ``index`` field shadows the tuple method of that name, on
-purpose: a probe's index is what a result's reader wants.
+Results are named tuples: immutable and cheap to build (one is made per probe, and at
+fan-out rates a frozen dataclass costs several times as much), matched with ``isinstance``
+or ``match`` by class.  A result equals only a result of its own kind: ``Timeout`` and
+``Outstanding`` with the same fields are different things, and neither equals a plain
+tuple.  No field shadows a tuple method.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ._packet import Family, InvalidReason
 
@@ -32,6 +33,31 @@ __all__ = [
 ]
 
 
+_R = TypeVar("_R")
+
+
+def _own_kind_equality(cls: type[_R]) -> type[_R]:
+    """Make a named tuple class compare equal only to instances of exactly its class.
+
+    A bare named tuple is a tuple: ``Timeout("a", 1, 0) == Outstanding("a", 1, 0)`` would
+    be true, and so would a comparison with any plain tuple of the same values.
+    """
+
+    def __eq__(self: tuple[Any, ...], other: object) -> bool:
+        return type(self) is type(other) and tuple.__eq__(self, other)
+
+    def __ne__(self: tuple[Any, ...], other: object) -> bool:
+        return not __eq__(self, other)
+
+    def __hash__(self: tuple[Any, ...]) -> int:
+        return hash((type(self).__name__, tuple(self)))
+
+    cls.__eq__ = __eq__  # type: ignore[assignment,method-assign]
+    cls.__ne__ = __ne__  # type: ignore[assignment,method-assign]
+    cls.__hash__ = __hash__  # type: ignore[assignment,method-assign]
+    return cls
+
+
 class RttClock(enum.Enum):
     """Which clock readings an RTT was computed from.
 
@@ -47,6 +73,7 @@ class RttClock(enum.Enum):
     MONOTONIC = "monotonic"
 
 
+@_own_kind_equality
 class Reply(NamedTuple):
     """A valid echo reply.  ``duplicate`` is True for every reply after the first.
 
@@ -57,7 +84,7 @@ class Reply(NamedTuple):
     target: str
     source: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
     size: int
     ttl: int | None
     rtt: float
@@ -65,6 +92,7 @@ class Reply(NamedTuple):
     duplicate: bool = False
 
 
+@_own_kind_equality
 class LateReply(NamedTuple):
     """A valid reply that arrived after its probe had timed out (or drawn an ICMP error).
 
@@ -74,19 +102,20 @@ class LateReply(NamedTuple):
     target: str
     source: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
     size: int
     ttl: int | None
     rtt: float
     clock: RttClock
 
 
+@_own_kind_equality
 class Timeout(NamedTuple):
     """No valid reply within the probe's timeout: the probe is lost."""
 
     target: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
 
 
 class IcmpErrorKind(enum.Enum):
@@ -171,6 +200,7 @@ def describe_icmp_error(family: Family, icmp_type: int, code: int, info: int) ->
     return f"Bad ICMP type: {icmp_type}"
 
 
+@_own_kind_equality
 class IcmpError(NamedTuple):
     """An ICMP error (unreachable, time exceeded, packet too big...) that quoted our probe.
 
@@ -182,7 +212,7 @@ class IcmpError(NamedTuple):
     target: str
     source: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
     family: Family
     icmp_type: int
     code: int
@@ -205,22 +235,25 @@ class IcmpError(NamedTuple):
         return describe_icmp_error(self.family, self.icmp_type, self.code, self.info)
 
 
+@_own_kind_equality
 class SendError(NamedTuple):
     """The kernel refused to send the probe (``ENOBUFS``, ``EHOSTUNREACH``, ``EMSGSIZE``...).
 
-    Counted as an error, not as transmitted.  For ``EMSGSIZE`` (a probe larger than the
+    Counted as transmitted, as an error and so as lost, as iputils counts a refused
+    ``sendmsg``: a host that cannot be reached must never show less loss.  For ``EMSGSIZE`` (a probe larger than the
     path MTU with ``pmtu="do"``) ``mtu`` is that MTU and ``message`` reads as ping's
     ``local error: message too long, mtu=1280``.
     """
 
     target: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
     errno: int
     message: str
     mtu: int | None = None
 
 
+@_own_kind_equality
 class InvalidReply(NamedTuple):
     """A reply that matched one of our probes but failed a check (checksum, payload, token,
     length).  Reported, as iputils reports ``wrong data byte``, and never counted."""
@@ -228,10 +261,11 @@ class InvalidReply(NamedTuple):
     target: str
     source: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
     reason: InvalidReason
 
 
+@_own_kind_equality
 class Outstanding(NamedTuple):
     """A probe still waiting for its reply when the next one is sent (``ping -O``).
 
@@ -241,7 +275,7 @@ class Outstanding(NamedTuple):
 
     target: str
     sequence: int
-    index: int  # type: ignore[assignment]  # shadows tuple.index (see module doc)
+    probe_index: int
 
 
 ProbeResult = Reply | LateReply | Timeout | IcmpError | SendError | InvalidReply

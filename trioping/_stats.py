@@ -1,82 +1,105 @@
 """Counting rules, in one place, so the library, the CLI and fan-out agree on every number.
 
-* transmitted: probes the kernel accepted.
+* transmitted: probes we handed to the kernel, refused ones included (as iputils counts a
+  failed ``sendmsg``), so a host we cannot reach shows its loss.
 * received: first valid reply to a probe still waiting; never more than transmitted.
 * duplicates: further valid replies to an answered probe.
-* errors: ICMP errors matched to a probe, plus local send errors.
+* errors: ICMP errors matched to a probe, plus local send errors (``send_errors`` counts
+  those alone).
 * late: valid replies after the probe timed out; invalid: replies failing a check.
+
+RTT statistics are running figures (count, minimum, maximum, mean and the sum of squared
+deviations, Welford's method), so a stream that runs for weeks keeps constant memory.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
 from dataclasses import dataclass
 
+from ._errors import TriopingError
 from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, SendError, Timeout
+
+
+class ResultsNotKeptError(TriopingError, LookupError):
+    """Per-probe results were not kept for these statistics (streams and fan-out hand every
+    result to their consumer instead; only :meth:`Pinger.ping` keeps them)."""
 
 
 @dataclass(frozen=True, slots=True)
 class PingStats:
     """Statistics of a run against one destination.  RTTs are in seconds.
 
-    ``rtt_stddev`` is the *population* standard deviation (iputils' ``mdev``); the RTT
-    fields are None when nothing was received.  ``loss`` is a fraction in [0, 1].
+    Every figure is kept for any run, however long; the per-probe ``results`` only by
+    :meth:`Pinger.ping`, which has no other consumer for them.
     """
 
     host: str
+    """The host as given."""
     address: str
+    """The address pinged."""
     transmitted: int = 0
+    """Probes sent, refused sends included (see ``send_errors``)."""
     received: int = 0
+    """Probes answered by a valid reply (first replies only)."""
     duplicates: int = 0
+    """Valid replies beyond the first to an answered probe."""
     errors: int = 0
+    """ICMP errors matched to a probe, plus local send errors."""
     late: int = 0
+    """Valid replies that came after their probe had timed out."""
     invalid: int = 0
-    rtts: tuple[float, ...] = ()
+    """Replies that matched a probe but failed a check (checksum, payload, token, length)."""
+    send_errors: int = 0
+    """Probes the kernel refused to send (each also counted in ``transmitted`` and ``errors``)."""
+    rtt_min: float | None = None
+    """Smallest RTT of the received replies, None if none was received."""
+    rtt_avg: float | None = None
+    """Mean RTT of the received replies, None if none was received."""
+    rtt_max: float | None = None
+    """Largest RTT of the received replies, None if none was received."""
+    rtt_stddev: float | None = None
+    """*Population* standard deviation of the RTTs (iputils' ``mdev``), None if none was received."""
     elapsed: float = 0.0
-    results: tuple[ProbeResult, ...] = ()
+    """Seconds from the first send to the end of the run (or to now, while it runs)."""
+    kept_results: tuple[ProbeResult, ...] | None = None
 
     @property
     def loss(self) -> float:
+        """Fraction of transmitted probes that got no valid reply, in [0, 1]; 0 when nothing
+        was transmitted."""
         if self.transmitted == 0:
-            return 1.0 if self.errors else 0.0
+            return 0.0
         return (self.transmitted - self.received) / self.transmitted
 
     @property
+    def is_alive(self) -> bool:
+        """Whether at least one valid reply arrived."""
+        return self.received > 0
+
+    @property
+    def results(self) -> tuple[ProbeResult, ...]:
+        """Every result in the order it happened.  Kept by :meth:`Pinger.ping` only: raises
+        :class:`ResultsNotKeptError` for a stream's or a batch's statistics."""
+        if self.kept_results is None:
+            raise ResultsNotKeptError("per-probe results are handed to the consumer, not kept: collect them there")
+        return self.kept_results
+
+    @property
     def replies(self) -> tuple[Reply, ...]:
+        """The first valid reply of every answered probe (see :attr:`results`)."""
         return tuple(r for r in self.results if isinstance(r, Reply) and not r.duplicate)
 
     @property
-    def rtt_min(self) -> float | None:
-        return min(self.rtts) if self.rtts else None
-
-    @property
-    def rtt_max(self) -> float | None:
-        return max(self.rtts) if self.rtts else None
-
-    @property
-    def rtt_avg(self) -> float | None:
-        return math.fsum(self.rtts) / len(self.rtts) if self.rtts else None
-
-    @property
-    def rtt_stddev(self) -> float | None:
-        if not self.rtts:
-            return None
-        mean = math.fsum(self.rtts) / len(self.rtts)
-        return math.sqrt(math.fsum((r - mean) ** 2 for r in self.rtts) / len(self.rtts))
-
-    @property
-    def is_alive(self) -> bool:
-        return self.received > 0
+    def rtts(self) -> tuple[float, ...]:
+        """The RTT of every answered probe, in order (see :attr:`results`)."""
+        return tuple(r.rtt for r in self.replies)
 
 
 class StatsAccumulator:
     """Mutable running counts for one destination; :meth:`snapshot` freezes them.
 
-    ``keep_results`` is off for endless streams, where keeping every result would grow
-    without bound, and for fan-out, which streams its results instead; the RTTs are kept
-    either way, in an array (a float a reply, and nothing for the garbage collector to
-    scan: a fan-out batch holds one accumulator per host).
+    Constant memory unless ``keep_results`` asks for every result (a finite ``ping``).
     """
 
     __slots__ = (
@@ -89,48 +112,73 @@ class StatsAccumulator:
         "late",
         "received",
         "results",
-        "rtts",
+        "rtt_m2",
+        "rtt_max",
+        "rtt_mean",
+        "rtt_min",
+        "send_errors",
         "transmitted",
     )
 
-    def __init__(self, host: str, address: str, keep_results: bool = True) -> None:
+    def __init__(self, host: str, address: str, keep_results: bool = False) -> None:
         self.host = host
         self.address = address
-        self.transmitted = self.received = self.duplicates = self.errors = self.late = self.invalid = 0
-        self.rtts = array("d")
+        self.transmitted = self.received = self.duplicates = self.errors = 0
+        self.late = self.invalid = self.send_errors = 0
+        self.rtt_min = math.inf
+        self.rtt_max = self.rtt_mean = self.rtt_m2 = 0.0
         self.results: list[ProbeResult] | None = [] if keep_results else None
         self.elapsed = 0.0
 
+    def add_rtt(self, rtt: float) -> None:
+        """Count a first valid reply with this RTT (Welford's update)."""
+        self.received = n = self.received + 1
+        delta = rtt - self.rtt_mean
+        self.rtt_mean += delta / n
+        self.rtt_m2 += delta * (rtt - self.rtt_mean)
+        if rtt < self.rtt_min:
+            self.rtt_min = rtt
+        if rtt > self.rtt_max:
+            self.rtt_max = rtt
+
     def add(self, result: ProbeResult) -> None:
-        if isinstance(result, Reply):
+        kind = type(result)
+        if kind is Reply:
+            assert isinstance(result, Reply)
             if result.duplicate:
                 self.duplicates += 1
             else:
-                self.received += 1
-                self.rtts.append(result.rtt)
-        elif isinstance(result, (IcmpError, SendError)):
+                self.add_rtt(result.rtt)
+        elif kind is IcmpError:
             self.errors += 1
-        elif isinstance(result, LateReply):
+        elif kind is SendError:
+            self.errors += 1
+            self.send_errors += 1
+        elif kind is LateReply:
             self.late += 1
-        elif isinstance(result, InvalidReply):
+        elif kind is InvalidReply:
             self.invalid += 1
         else:
-            assert isinstance(result, Timeout)
+            assert kind is Timeout, kind
         if self.results is not None:
             self.results.append(result)
 
     def snapshot(self) -> PingStats:
-        # Every field, in PingStats' order (a batch takes one snapshot per host).
+        n = self.received
         return PingStats(
             self.host,
             self.address,
             self.transmitted,
-            self.received,
+            n,
             self.duplicates,
             self.errors,
             self.late,
             self.invalid,
-            tuple(self.rtts),
+            self.send_errors,
+            self.rtt_min if n else None,
+            self.rtt_mean if n else None,
+            self.rtt_max if n else None,
+            math.sqrt(max(self.rtt_m2, 0.0) / n) if n else None,
             self.elapsed,
-            () if self.results is None else tuple(self.results),
+            None if self.results is None else tuple(self.results),
         )

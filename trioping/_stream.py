@@ -1,0 +1,291 @@
+"""Streams: probes to one host at a fixed interval, as an async iterator of results.
+
+A stream's sending task lives in a nursery scoped to its ``async with`` block (or in a
+nursery its caller owns, :meth:`Pinger.start_stream`), never in the pinger's: leaving the
+block stops it and forgets its probes, and an error in it reaches that block alone.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import trio
+
+from ._errors import unwrap_lone_exception
+from ._options import StreamPlan
+from ._packet import Family, validate_size
+from ._resolve import resolve
+from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
+from ._stats import PingStats, StatsAccumulator
+from ._table import Probe
+from ._transport import Transport
+
+_CHECKPOINT_EVERY = 64
+
+
+class PingStream:
+    """Probes to one host at a fixed interval; ``async for`` yields their results.
+
+    Open one with ``async with pinger.stream(host, ...) as stream:``.  It yields
+    :class:`Reply`, :class:`Timeout`, :class:`IcmpError`, :class:`SendError`,
+    :class:`LateReply` and :class:`InvalidReply` as they happen, and ends when its count is
+    done (or its deadline passes); :attr:`statistics` is a running snapshot at any moment.
+
+    **Buffer.**  A stream holds at most ``buffer`` results for its consumer, counting the
+    probes in flight (each will have one verdict).  When the consumer falls that far behind,
+    sending *waits* (backpressure): a slow consumer never makes memory grow, and the stream
+    never claims probes it did not send.  The schedule then resumes from the moment there is
+    room, without a burst to catch up.  Extra results that find the buffer full --
+    duplicates, late or invalid replies, which a misbehaving network can multiply -- are
+    counted in :attr:`statistics` and in :attr:`overflowed`, not queued.
+
+    **Cancellation.**  A cancelled ``__anext__`` loses nothing: the result it was waiting
+    for is handed to the next call, and the stream goes on.  Every ``__anext__`` is a
+    checkpoint.
+
+    **Memory.**  Statistics are running figures; results are the consumer's to keep.
+    """
+
+    def __init__(self, plan: StreamPlan, transport_for: Callable[[Family], Transport]) -> None:
+        self.host = plan.host
+        self._plan = plan
+        self._transport_for = transport_for
+        self._transport: Transport | None = None
+        self._accumulator = StatsAccumulator(plan.host, "", keep_results=plan.keep_results)
+        self._queue: deque[ProbeResult] = deque()
+        self._outstanding = 0
+        self._consumer: trio.Event | None = None
+        self._room: trio.Event | None = None
+        self._all_answered: trio.Event | None = None
+        self._scope = trio.CancelScope()
+        self._last: Probe | None = None
+        self._last_answered = True
+        self._sending_done = False
+        self._finished = False
+        self._started_at: float | None = None
+        self._finished_at: float | None = None
+        self.overflowed = 0
+        """Extra results (duplicate, late, invalid) not queued because the buffer was full."""
+
+    @property
+    def address(self) -> str | None:
+        """The resolved address, once the stream has started."""
+        return self._accumulator.address or None
+
+    @property
+    def statistics(self) -> PingStats:
+        """Counts so far (final, once the stream has ended)."""
+        if self._started_at is not None:
+            end = self._finished_at if self._finished_at is not None else trio.current_time()
+            self._accumulator.elapsed = end - self._started_at
+        return self._accumulator.snapshot()
+
+    @property
+    def outstanding(self) -> int:
+        """Probes sent that have no verdict yet (reply, timeout or error)."""
+        return self._outstanding
+
+    @property
+    def queued(self) -> int:
+        """Results the next ``__anext__`` calls return without waiting."""
+        return len(self._queue)
+
+    # -- the consumer's side -----------------------------------------------------------------
+
+    def __aiter__(self) -> PingStream:
+        return self
+
+    async def __anext__(self) -> ProbeResult:
+        await trio.lowlevel.checkpoint()  # before taking anything, so a cancel loses nothing
+        while not self._queue:
+            if self._finished:
+                raise StopAsyncIteration
+            event = self._consumer = trio.Event()
+            await event.wait()
+        return self.receive_nowait()
+
+    def receive_nowait(self) -> ProbeResult:
+        """The next result if one is queued, without a checkpoint, as Trio's channels offer
+        (for a consumer that takes many results per wake-up).  Raises
+        :class:`trio.WouldBlock` when nothing is queued yet and :class:`trio.EndOfChannel`
+        once the stream is over."""
+        queue = self._queue
+        if not queue:
+            if self._finished:
+                raise trio.EndOfChannel
+            raise trio.WouldBlock
+        result = queue.popleft()
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
+        return result
+
+    async def aclose(self) -> None:
+        """Stop sending and forget this stream's probes."""
+        self._stop()
+        await trio.lowlevel.checkpoint()
+
+    # -- the receiver's side -------------------------------------------------------------------
+
+    def deliver(self, probe: Probe | None, result: ProbeResult) -> None:
+        """Take a result (*probe* None: a send the kernel refused, delivered by the sender)."""
+        if self._finished:
+            return
+        self._accumulator.add(result)
+        kind = type(result)
+        if (
+            kind is Timeout
+            or kind is IcmpError
+            or kind is SendError
+            or (kind is Reply and not cast(Reply, result).duplicate)
+        ):
+            self._outstanding -= 1
+            if probe is not None and probe is self._last and kind is not Timeout:
+                self._last_answered = True
+            self._queue.append(result)
+            if self._outstanding == 0 and self._all_answered is not None:
+                self._all_answered.set()
+            plan = self._plan
+            if plan.deadline is not None and plan.count is not None and self._accumulator.received >= plan.count:
+                self._scope.cancel()  # ping -c N -w T ends at the N-th reply
+        elif len(self._queue) + self._outstanding < self._plan.buffer:
+            self._queue.append(result)
+        else:
+            self.overflowed += 1
+        event = self._consumer
+        if event is not None:
+            self._consumer = None
+            event.set()
+
+    # -- the sending task ----------------------------------------------------------------------
+
+    async def _start(self, nursery: trio.Nursery) -> None:
+        plan = self._plan
+        address, family = await resolve(plan.target, plan.family)
+        validate_size(plan.size, family)
+        self._transport = self._transport_for(family)
+        self._accumulator.address = address
+        await nursery.start(self._run, self._transport, address)
+
+    def _stop(self) -> None:
+        self._scope.cancel()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._started_at is not None and self._finished_at is None:
+            self._finished_at = trio.current_time()
+        if self._transport is not None:
+            self._transport.table.forget_owner(self)
+        event = self._consumer
+        if event is not None:
+            self._consumer = None
+            event.set()
+
+    async def _run(self, transport: Transport, address: str, *, task_status: trio.TaskStatus[None]) -> None:
+        plan = self._plan
+        try:
+            with self._scope:
+                self._started_at = start = trio.current_time()
+                if plan.deadline is not None:
+                    self._scope.deadline = plan.deadline
+                task_status.started()
+                await self._send_all(transport, address, start)
+                self._sending_done = True
+                if self._outstanding:
+                    self._all_answered = trio.Event()
+                    await self._all_answered.wait()
+        finally:
+            self._finished_at = trio.current_time()
+            self._finish()
+
+    async def _send_all(self, transport: Transport, address: str, start: float) -> None:
+        plan = self._plan
+        count, interval, size, ttl, timeout = plan.count, plan.interval, plan.size, plan.ttl, plan.timeout
+        buffer, tx = plan.buffer, plan.tx_timestamps
+        notify = plan.on_outstanding
+        clock = trio.current_time
+        accumulator = self._accumulator
+        queue = self._queue
+        # With a deadline, as ping -c N -w T: keep sending until N replies, not N probes.
+        until_replies = count is not None and plan.deadline is not None
+        index = 0
+        while count is None or index < count or (until_replies and accumulator.received < count):
+            due = start + index * interval
+            if interval and due > clock():
+                await trio.sleep_until(due)
+            elif index % _CHECKPOINT_EVERY == 0:
+                await trio.lowlevel.checkpoint()  # back to back (-i 0): let replies in
+            if len(queue) + self._outstanding >= buffer:
+                while len(queue) + self._outstanding >= buffer:
+                    room = self._room = trio.Event()
+                    await room.wait()
+                if interval:
+                    start = max(start, clock() - index * interval)  # resume, no catch-up burst
+            last = self._last
+            if notify is not None and last is not None and not self._last_answered:
+                notify(Outstanding(last.target, last.sequence, last.probe_index))
+            sent = transport.try_send(address, index, size, ttl, self, timeout, clock(), tx)
+            if sent is None:  # the send buffer is full
+                sent = await transport.send(address, index, size, ttl, self, timeout, tx)
+            index += 1
+            accumulator.transmitted += 1
+            self._outstanding += 1
+            if isinstance(sent, SendError):
+                self._last = None
+                self.deliver(None, sent)  # its verdict, at once
+                continue
+            self._last = sent
+            self._last_answered = False
+
+
+async def start_stream(
+    nursery: trio.Nursery, plan: StreamPlan, transport_for: Callable[[Family], Transport]
+) -> PingStream:
+    """Resolve the host, then start the stream's task in *nursery*; errors in it go there."""
+    stream = PingStream(plan, transport_for)
+    try:
+        await stream._start(nursery)
+    except BaseException:
+        stream._stop()
+        raise
+    return stream
+
+
+@asynccontextmanager
+async def open_stream(plan: StreamPlan, transport_for: Callable[[Family], Transport]) -> AsyncIterator[PingStream]:
+    """A stream whose task lives in a nursery of its own, scoped to the block."""
+    with unwrap_lone_exception():
+        async with trio.open_nursery() as nursery:
+            stream = await start_stream(nursery, plan, transport_for)
+            try:
+                yield stream
+            finally:
+                stream._stop()
+
+
+class StreamContext:
+    """What :meth:`Pinger.stream` returns: use it as ``async with ... as stream``."""
+
+    def __init__(self, plan: StreamPlan, transport_for: Callable[[Family], Transport]) -> None:
+        self._manager = open_stream(plan, transport_for)
+
+    async def __aenter__(self) -> PingStream:
+        return await self._manager.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._manager.__aexit__(*exc_info)
+
+    def __aiter__(self) -> AsyncIterator[ProbeResult]:
+        raise TypeError(
+            "a stream's probes run inside a block: `async with pinger.stream(...) as stream: async for r in stream`"
+        )
+
+
+__all__ = ["PingStream", "StreamContext", "start_stream"]
