@@ -42,6 +42,7 @@ import trio
 import trioping
 from trioping import (
     Family,
+    HostResult,
     IcmpError,
     IcmpErrorKind,
     InvalidReason,
@@ -490,7 +491,6 @@ async def test_send_errors_are_counted_per_probe_and_never_fatal(netlab: NetLab,
     assert_counts(refused, transmitted=3, received=0, errors=3)  # refused sends are loss, as in iputils
     assert refused.send_errors == 3
     assert refused.loss == 1.0
-    assert refused.loss == 1.0
     for index, result in enumerate(refused.results):
         assert isinstance(result, SendError)
         assert (result.target, result.probe_index, result.sequence) == (target, index, index + 1)
@@ -505,6 +505,40 @@ async def test_send_errors_are_counted_per_probe_and_never_fatal(netlab: NetLab,
 class _Discard:
     def deliver(self, probe: object, result: ProbeResult) -> None:
         pass
+
+
+@pytest.mark.usefixtures("local_routes")
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_batch_counts_refused_sends_as_loss(netlab: NetLab, family: Family) -> None:
+    """A host we cannot send to is never reported with less than full loss."""
+    target = local_route_target("prohibit", family)
+    live = lab_address(netlab, "live_host", family)
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.fanout([target, live], count=3, interval=INTERVAL, timeout=TIMEOUT, rate=None) as batch,
+    ):
+        items = [item async for item in batch]
+    stats = {s.host: s for s in batch.statistics}
+    refused = stats[target]
+    assert (refused.transmitted, refused.received, refused.errors, refused.send_errors) == (3, 0, 3, 3)
+    assert refused.loss == 1.0
+    assert (stats[live].transmitted, stats[live].received, stats[live].loss) == (3, 3, 0.0)
+    assert sum(isinstance(i, HostResult) and isinstance(i.result, SendError) for i in items) == 3
+    progress = batch.progress
+    assert (progress.sent, progress.errors, progress.outstanding) == (6, 3, 0)
+
+
+@pytest.mark.usefixtures("local_routes")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_fanout_counts_refused_sends_as_loss(netlab: NetLab, family: Family) -> None:
+    target = local_route_target("prohibit", family)
+    live = lab_address(netlab, "live_host", family)
+    done = run_cli("-c", "2", "-i", "0.05", target, live)
+    assert done.returncode == 1, done.stderr
+    summaries = [line for line in done.stderr.splitlines() if "xmt/rcv/%loss" in line]
+    assert re.fullmatch(rf"{re.escape(target)} +: xmt/rcv/%loss = 2/0/100%", summaries[0])
+    assert re.match(rf"{re.escape(live)} +: xmt/rcv/%loss = 2/2/0%, min/avg/max = ", summaries[1])
+    assert "timed out" not in done.stdout  # it was never sent, so it never timed out
 
 
 @pytest.mark.usefixtures("local_routes")

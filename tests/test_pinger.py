@@ -21,6 +21,7 @@ from trioping import (
 from trioping._table import Probe, ProbeState, compute_rtt
 
 from .conftest import RX_STAMP_MAY_BE_LATE, requires_raw
+from .nsutil import RequestCapture
 
 pytestmark = requires_raw
 
@@ -82,11 +83,17 @@ async def test_largest_ipv4_echo_is_sent_and_answered() -> None:
     assert result.size == 65515
 
 
-async def test_ttl_is_applied_per_probe() -> None:
-    async with trioping.open_pinger() as pinger:
-        result = await pinger.probe("127.0.0.1", ttl=7)
-    # On loopback the reply's TTL is the host's own default, but the probe must go out.
-    assert isinstance(result, Reply)
+@pytest.mark.parametrize(("host", "family"), [("127.0.0.1", 4), ("::1", 6)])
+async def test_ttl_is_applied_per_probe(host: str, family: int) -> None:
+    with RequestCapture(family) as capture:
+        async with trioping.open_pinger() as pinger:
+            with_ttl = await pinger.probe(host, ttl=7)
+            without = await pinger.probe(host)
+            sent = capture.requests(pinger.token, expected=2)
+    # On loopback the reply's TTL is the host's own default; the request carries ours.
+    assert isinstance(with_ttl, Reply)
+    assert isinstance(without, Reply)
+    assert [(request.sequence, request.ttl) for request in sent] == [(1, 7), (2, 64)]
 
 
 async def test_two_pingers_never_count_each_others_replies() -> None:

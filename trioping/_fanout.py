@@ -341,6 +341,10 @@ class Fanout:
         self._scope.cancel()
         self._finish()
 
+    def _owns(self, probe: Probe) -> bool:
+        owner = probe.owner
+        return type(owner) is _Host and owner.batch is self
+
     def _finish(self) -> None:
         if self.finished:
             return
@@ -348,7 +352,7 @@ class Fanout:
         if self._finished_at is None:
             self._finished_at = trio.current_time()
         for transport in self._admission.transports:
-            transport.table.forget_matching(lambda probe: cast(_Host, probe.owner).batch is self)
+            transport.table.forget_matching(self._owns)
         self._repeats.clear()
         self._ready.clear()
         self._wake_consumer()

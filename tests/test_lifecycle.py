@@ -1,0 +1,255 @@
+"""Trio's rules for lifecycles, through the public API on real loopback sockets: tasks scoped
+to their ``async with``, cancel-safe receives, bounded buffers, constant memory, errors that
+reach only their own consumer, nothing left to the garbage collector."""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trio.testing
+
+import trioping
+from trioping import HostResult, Outstanding, Reply, Timeout
+
+from .conftest import requires_raw
+from .nsutil import RequestCapture
+
+pytestmark = requires_raw
+
+
+def loopback(count: int, start: int = 0) -> list[str]:
+    return [str(ipaddress.IPv4Address("127.3.0.0") + start + i) for i in range(count)]
+
+
+def sent_requests(capture: RequestCapture, pinger: trioping.Pinger) -> int:
+    return len(capture.requests(pinger.token, wait=0.05, expected=100_000))
+
+
+async def test_a_cancelled_batch_receive_loses_nothing() -> None:
+    hosts = loopback(50)
+    async with trioping.open_pinger() as pinger, pinger.fanout(hosts, rate=1000) as batch:
+        got = []
+        while True:
+            with trio.move_on_after(0.001):
+                try:
+                    got.append(await batch.__anext__())
+                except StopAsyncIteration:
+                    break
+    assert sorted(item.host for item in got) == sorted(hosts)
+
+
+async def test_a_slow_consumer_holds_a_stream_to_its_buffer() -> None:
+    """Backpressure: sending waits for the consumer instead of queueing without bound."""
+    async with trioping.open_pinger() as pinger, pinger.stream("127.0.0.1", interval=0, buffer=8) as stream:
+        consumed = 0
+        async for _ in stream:
+            consumed += 1
+            await trio.sleep(0.002)
+            assert stream.statistics.transmitted <= consumed + 8
+            assert stream.queued + stream.outstanding <= 8
+            if consumed == 60:
+                break
+    assert stream.overflowed == 0
+
+
+async def test_a_slow_consumer_holds_a_batch_to_its_buffer() -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(loopback(300), rate=None, buffer=16) as batch:
+        consumed = 0
+        async for _ in batch:
+            consumed += 1
+            await trio.sleep(0.0005)
+            assert batch.progress.sent <= consumed + 16
+    assert consumed == 300
+
+
+async def test_an_endless_stream_keeps_constant_memory() -> None:
+    """Statistics are running figures and results are the consumer's: memory after 25,000
+    replies is what it was after 2,000 (keeping 8 bytes a reply would add 180 KB).  What
+    does vary is bounded: the buffer, and probes kept one timeout past their deadline."""
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.stream("127.0.0.1", interval=0, timeout=0.005, buffer=16) as stream,
+    ):
+        tracemalloc.start()
+        try:
+            baseline: int | None = None
+            async for _ in stream:
+                received = stream.statistics.received
+                if baseline is None and received >= 2000:
+                    await trio.sleep(0.02)  # the first probes are forgotten by now
+                    baseline = tracemalloc.get_traced_memory()[0]
+                elif baseline is not None and received >= 25_000:
+                    await trio.sleep(0.02)
+                    grown = tracemalloc.get_traced_memory()[0] - baseline
+                    break
+        finally:
+            tracemalloc.stop()
+    assert grown < 100 * 1024, grown
+
+
+async def test_an_error_in_one_stream_reaches_its_own_block_only() -> None:
+    def boom(notice: Outstanding) -> None:
+        raise RuntimeError(f"callback failed at {notice.sequence}")
+
+    async with trioping.open_pinger() as pinger:
+        async with trio.open_nursery() as nursery:
+            healthy: list[trioping.PingStats] = []
+
+            async def sibling() -> None:
+                healthy.append(await pinger.ping("::1", count=10, interval=0.01))
+
+            nursery.start_soon(sibling)
+
+            async def failing() -> None:
+                async with pinger.stream("127.0.0.1", interval=0, on_outstanding=boom) as stream:
+                    async for _ in stream:
+                        pass
+
+            with pytest.raises(RuntimeError, match="callback failed"):
+                await failing()
+        after = await pinger.probe("127.0.0.1")
+    assert healthy[0].received == 10
+    assert isinstance(after, Reply)
+
+
+async def test_an_error_in_a_batch_reaches_its_own_block_only() -> None:
+    def hosts() -> Iterator[str]:
+        yield from loopback(5)
+        raise ValueError("the host list broke")
+
+    async with trioping.open_pinger() as pinger:
+
+        async def failing() -> None:
+            async with pinger.fanout(hosts(), rate=None) as batch:
+                async for _ in batch:
+                    pass
+
+        with pytest.raises(ValueError, match="host list broke"):
+            await failing()
+        stats = await pinger.ping("127.0.0.1", count=2, interval=0.01)
+    assert stats.received == 2
+
+
+async def test_no_probe_is_sent_after_a_stream_block_ends() -> None:
+    with RequestCapture(4) as capture:
+        async with trioping.open_pinger() as pinger:
+            async with pinger.stream("127.0.0.1", interval=0.002) as stream:
+                async for result in stream:
+                    if result.probe_index == 4:
+                        break
+            transmitted = stream.statistics.transmitted
+            await trio.sleep(0.05)
+            assert stream.statistics.transmitted == transmitted
+            assert sent_requests(capture, pinger) == transmitted
+
+
+async def test_no_probe_is_sent_after_a_batch_block_ends() -> None:
+    with RequestCapture(4) as capture:
+        async with trioping.open_pinger() as pinger:
+            async with pinger.fanout(loopback(500), rate=500) as batch:
+                async for _ in batch:
+                    break
+            sent = batch.progress.sent
+            await trio.sleep(0.05)
+            assert sent < 500
+            assert sent_requests(capture, pinger) == sent
+            assert [len(t.table.probes) for t in pinger._transports.values()] == [0]
+
+
+async def test_a_probe_in_a_cancelled_scope_sends_nothing() -> None:
+    with RequestCapture(4) as capture:
+        async with trioping.open_pinger() as pinger:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                for _ in range(5):
+                    with pytest.raises(trio.Cancelled):
+                        await pinger.probe("127.0.0.1")
+            assert sent_requests(capture, pinger) == 0
+            assert isinstance(await pinger.probe("127.0.0.1"), Reply)
+
+
+async def test_every_async_call_is_a_checkpoint() -> None:
+    async with trioping.open_pinger() as pinger:
+        with trio.testing.assert_checkpoints():
+            await pinger.probe("127.0.0.1")
+        with trio.testing.assert_checkpoints():
+            await pinger.ping("127.0.0.1", count=1)
+        async with pinger.stream("127.0.0.1", count=2, interval=0) as stream:
+            with trio.testing.assert_checkpoints():
+                await stream.__anext__()
+            await trio.sleep(0.01)
+            assert stream.queued == 1
+            with trio.testing.assert_checkpoints():
+                await stream.__anext__()  # queued already: still a checkpoint
+            with trio.testing.assert_checkpoints():
+                await stream.aclose()
+        async with pinger.fanout(loopback(2), rate=None) as batch:
+            with trio.testing.assert_checkpoints():
+                await batch.__anext__()
+            with trio.testing.assert_checkpoints():
+                await batch.aclose()
+
+
+async def test_everything_works_with_the_garbage_collector_off() -> None:
+    gc.disable()
+    try:
+        async with trioping.open_pinger() as pinger:
+            assert isinstance(await pinger.probe("127.0.0.1"), Reply)
+            async with pinger.stream("::1", interval=0.001) as stream:
+                async for _ in stream:
+                    break
+            async with pinger.fanout(loopback(20), rate=None) as batch:
+                assert len([item async for item in batch]) == 20
+            stats = await pinger.ping("127.0.0.1", count=2, interval=0.001)
+            await trio.sleep(0.01)
+            assert [len(t.table.probes) for t in pinger._transports.values()] == [0, 0]
+            assert len(pinger._nursery.child_tasks) == 2  # the receivers, nothing else
+        assert stats.received == 2
+    finally:
+        gc.enable()
+
+
+async def test_explicit_nursery_forms_run_in_the_callers_nursery() -> None:
+    async with trioping.open_pinger() as pinger, trio.open_nursery() as nursery:
+        stream = await pinger.start_stream(nursery, "127.0.0.1", count=3, interval=0.001)
+        batch = await pinger.start_fanout(nursery, loopback(3), rate=None)
+        assert len(nursery.child_tasks) == 2
+        results = [r async for r in stream]
+        items = [i async for i in batch]
+    assert [r.probe_index for r in results] == [0, 1, 2]
+    assert sorted(i.host for i in items if isinstance(i, HostResult)) == loopback(3)
+
+
+async def test_statistics_say_what_they_keep() -> None:
+    async with trioping.open_pinger() as pinger:
+        kept = await pinger.ping("127.0.0.1", count=2, interval=0.001)
+        async with pinger.stream("127.0.0.1", count=2, interval=0.001) as stream:
+            handed = [r async for r in stream]
+        async with pinger.fanout(["127.0.0.1"], rate=None) as batch:
+            [_item] = [i async for i in batch]
+    assert len(kept.results) == len(kept.replies) == len(kept.rtts) == 2
+    for stats in (stream.statistics, batch.statistics[0]):
+        assert stats.received == len(stats.kept_results or ()) or stats.kept_results is None
+        with pytest.raises(trioping.ResultsNotKeptError):
+            _ = stats.results
+        with pytest.raises(trioping.ResultsNotKeptError):
+            _ = stats.replies
+    assert stream.statistics.received == len(handed) == 2
+    assert stream.statistics.rtt_min is not None
+
+
+def test_results_equal_only_their_own_kind() -> None:
+    timeout: object = Timeout("a", 1, 0)
+    assert timeout != Outstanding("a", 1, 0)
+    assert Timeout("a", 1, 0) == Timeout("a", 1, 0)
+    assert Timeout("a", 1, 0) != ("a", 1, 0)
+    assert len({Timeout("a", 1, 0), Outstanding("a", 1, 0), Timeout("a", 1, 0)}) == 2
+    assert Timeout("a", 1, 0).probe_index == 0
+    assert Timeout("a", 1, 0).index("a") == 0  # the tuple method, not shadowed
+    with pytest.raises(TypeError):
+        Timeout("a", 1)  # type: ignore[call-arg]
