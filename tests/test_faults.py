@@ -54,6 +54,7 @@ from trioping import (
     SendError,
     Timeout,
 )
+from trioping._table import ProbeState
 
 from .conftest import RX_STAMP_MAY_BE_LATE, default_sigint, requires_raw
 from .conftest import run_cli as shared_run_cli
@@ -502,9 +503,12 @@ async def test_send_errors_are_counted_per_probe_and_never_fatal(netlab: NetLab,
     assert after.clock.value in ("kernel", RX_STAMP_MAY_BE_LATE) or not KERNEL_HAS_TS_OPT_ID
 
 
-class _Discard:
+class _Recorder:
+    def __init__(self) -> None:
+        self.results: list[ProbeResult] = []
+
     def deliver(self, probe: object, result: ProbeResult) -> None:
-        pass
+        self.results.append(result)
 
 
 @pytest.mark.usefixtures("local_routes")
@@ -549,9 +553,13 @@ async def test_a_blackhole_route_costs_the_socket_none_of_its_timestamps(netlab:
     async with trioping.open_pinger() as pinger:
         transport = pinger._transport(family)
         for stamped in (True, False, True):  # per-send stamp flags and id, then none
-            sent = transport.try_send(target, 0, 56, None, _Discard(), 1.0, trio.current_time(), stamped)
-            assert isinstance(sent, SendError)
-            assert sent.errno == errno.EINVAL
+            owner = _Recorder()
+            sent = transport.try_send(target, 0, 56, None, owner, 1.0, trio.current_time(), stamped)
+            assert sent is not None
+            assert sent.state is ProbeState.FAILED
+            [refused] = owner.results
+            assert isinstance(refused, SendError)
+            assert refused.errno == errno.EINVAL
         assert transport.table.probes == {}
         assert transport.sock.tx_timestamps  # blamed on the route, not on the kernel
         with trio.fail_after(5):
@@ -809,6 +817,7 @@ def test_sigint_mid_run_prints_the_summary_with_every_count(
 DATAGRAM_SCRIPT = """
 import json, time
 import trio, trioping
+from trioping._table import ProbeState
 from trioping._packet import Family, encode_echo_request
 from trioping._socket import IcmpSocket, SocketKind, SocketOptions
 

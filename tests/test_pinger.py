@@ -350,8 +350,11 @@ async def test_timeout_is_loss_in_virtual_time(autojump_clock: trio.testing.Mock
 
 
 class _Owner:
+    def __init__(self) -> None:
+        self.results: list[trioping.ProbeResult] = []
+
     def deliver(self, probe: Probe, result: trioping.ProbeResult) -> None:
-        pass
+        self.results.append(result)
 
 
 async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> None:
@@ -361,7 +364,10 @@ async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> 
         waiting = [Probe("127.0.0.1", seq, seq, b"", 0, 0, 0, owner) for seq in range(0x10000)]
         assert all(p.state is ProbeState.WAITING for p in waiting)
         transport.table.probes.update({("127.0.0.1", p.sequence): p for p in waiting})
-        result = transport.try_send("127.0.0.1", 0, 56, None, owner, 1.0, trio.current_time())
+        sent = transport.try_send("127.0.0.1", 0, 56, None, owner, 1.0, trio.current_time())
+        assert sent is not None
+        assert sent.state is ProbeState.FAILED
+        [result] = owner.results
         assert isinstance(result, trioping.SendError)
         assert "no free sequence number" in result.message
         for probe in waiting:

@@ -10,7 +10,8 @@ never the batch's.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterable, Callable, Iterable, Sized
 from typing import Generic, Protocol, TypeVar
 
 import trio
@@ -62,11 +63,15 @@ H = TypeVar("H", bound=AdmittedHost)
 
 
 class Admission(Generic[H]):
-    """Feeds hosts to a batch: ``make_host(name, position)`` makes each one's record,
-    ``on_ready(host)`` takes it once its address and transport are set, and
-    ``on_error(host, error)`` takes one that cannot be pinged.  ``has_room()`` says whether
-    the batch can take more now; when it cannot, feeding waits for :meth:`wake`.
-    ``wake()`` is called when feeding ends and when a name has been resolved (or not)."""
+    """Feeds a batch's hosts into :attr:`ready`, in input order for literals.
+
+    ``make_host(name, position)`` makes each host's record (kept in :attr:`hosts`, in input
+    order); a record joins :attr:`ready` once its address and transport are set, and
+    ``on_error(host, error)`` takes one that cannot be pinged.  Feeding pauses while
+    :attr:`ready` holds ``ready_limit`` hosts or *results* holds *buffer* items, until
+    :meth:`wake`.  ``wake_batch()`` is called when :attr:`ready` stops being empty, when
+    feeding ends and when a name has been resolved (or not).
+    """
 
     def __init__(
         self,
@@ -76,28 +81,38 @@ class Admission(Generic[H]):
         resolve_concurrency: int,
         transport_for: Callable[[Family], Transport],
         make_host: Callable[[str, int], H],
-        on_ready: Callable[[H], None],
         on_error: Callable[[H, TriopingError], None],
-        has_room: Callable[[], bool],
-        wake: Callable[[], None],
+        results: Sized,
+        buffer: int,
+        ready_limit: int,
+        wake_batch: Callable[[], None],
     ) -> None:
         self._family = family
         self._size = size
         self._transport_for = transport_for
         self._make_host = make_host
-        self._on_ready = on_ready
         self._on_error = on_error
-        self._has_room = has_room
-        self._wake_batch = wake
+        self._results = results
+        self._buffer = buffer
+        self._ready_limit = ready_limit
+        self._wake_batch = wake_batch
         self._slots = trio.Semaphore(resolve_concurrency)
         self._usable: dict[Family, Transport] = {}
         self._family_errors: dict[Family, TriopingError] = {}
         self._event: trio.Event | None = None
+        self.hosts: list[H] = []
+        """Every host's record, in input order."""
+        self.ready: deque[H] = deque()
+        """Hosts with an address and a transport, waiting for their first probe."""
         self.transports: list[Transport] = []
         """Every transport a host of the batch was admitted to, in first-use order."""
-        self.admitted = 0
+        self.kernel_drops_before: dict[int, int] = {}
+        """Each transport's kernel drop count when the batch first used it (by id)."""
         self.resolving = 0
         self.done = False
+
+    def has_room(self) -> bool:
+        return len(self.ready) < self._ready_limit and len(self._results) < self._buffer
 
     def wake(self) -> None:
         event = self._event
@@ -112,15 +127,17 @@ class Admission(Generic[H]):
                 async for item in source:
                     if not self._admit_literal(item):
                         await self._admit_name(item, nursery)
-                    if not self._has_room():
+                    if not self.has_room():
                         await self._wait_for_room()
             else:
                 since_checkpoint = 0
+                ready, results = self.ready, self._results
+                ready_limit, buffer = self._ready_limit, self._buffer
                 for item in source:
                     if not self._admit_literal(item):
                         await self._admit_name(item, nursery)
                     since_checkpoint += 1
-                    if not self._has_room():
+                    if len(ready) >= ready_limit or len(results) >= buffer:
                         since_checkpoint = 0
                         await self._wait_for_room()
                     elif since_checkpoint >= _FEED_CHECKPOINT_EVERY:
@@ -131,22 +148,40 @@ class Admission(Generic[H]):
             self._wake_batch()
 
     async def _wait_for_room(self) -> None:
-        while not self._has_room():
+        while not self.has_room():
             event = self._event = trio.Event()
             await event.wait()
 
     def _admit_literal(self, item: Host) -> bool:
-        literal = fast_literal(item)
-        if literal is None:
+        """Admit *item* at once if it is an address literal (the usual case at scale)."""
+        if type(item) is not str:
             return False
-        host = self._make_host(item, self.admitted)  # type: ignore[arg-type]  # a str: fast_literal said so
-        self.admitted += 1
-        self._ready(host, *literal)
+        try:
+            _inet_pton(_AF_INET, item)  # fast_literal's first test, here: one call fewer a host
+        except (OSError, ValueError):
+            literal = _ipv6_literal(item)
+            if literal is None:
+                return False
+            address, family = literal
+        else:
+            address, family = item, _V4
+        host = self._make_host(item, len(self.hosts))
+        self.hosts.append(host)
+        transport = self._usable.get(family)
+        if transport is None:
+            self._ready(host, address, family)
+            return True
+        host.address = address
+        host.transport = transport
+        ready = self.ready
+        ready.append(host)
+        if len(ready) == 1:
+            self._wake_batch()
         return True
 
     async def _admit_name(self, item: Host, nursery: trio.Nursery) -> None:
-        host = self._make_host(item if isinstance(item, str) else str(item), self.admitted)
-        self.admitted += 1
+        host = self._make_host(item if isinstance(item, str) else str(item), len(self.hosts))
+        self.hosts.append(host)
         await self._slots.acquire()
         self.resolving += 1
         nursery.start_soon(self._resolve, host, item)
@@ -175,7 +210,9 @@ class Admission(Generic[H]):
                 return
         host.address = address
         host.transport = transport
-        self._on_ready(host)
+        self.ready.append(host)
+        if len(self.ready) == 1:
+            self._wake_batch()
 
     def _admit_family(self, family: Family) -> Transport:
         """The transport for hosts of *family*, once the probe size is checked for it; a
@@ -190,6 +227,7 @@ class Admission(Generic[H]):
             else:
                 self._usable[family] = transport
                 self.transports.append(transport)
+                self.kernel_drops_before[id(transport)] = transport.kernel_drops
                 return transport
         raise failure
 

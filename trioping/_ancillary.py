@@ -95,7 +95,9 @@ def parse_error_queue(items: Iterable[Cmsg]) -> QueuedError | None:
     # construction, and the offender's address read only for an error.
     for level, kind, data in items:
         if level == _SOL_SOCKET and kind in _STAMP_KINDS:
-            stamp = timespec_ns(data, 0)
+            if len(data) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                stamp = seconds * 1_000_000_000 + nanoseconds or None
         elif (level, kind) in _ERROR_KINDS:
             if len(data) < _EXTENDED_ERR.size:
                 continue

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import trio
 
@@ -90,23 +90,27 @@ class FanoutProgress:
 
 
 class _Host(StatsAccumulator):
-    """One host of a batch: the owner of its probes and (being a :class:`StatsAccumulator`
-    itself, one object less per host) its running counts."""
+    """One host of a batch: where its probes go and (being a :class:`StatsAccumulator`
+    itself, one object less per host) its running counts.  It is its probes' tag; the batch
+    is their owner."""
 
-    __slots__ = ("batch", "error", "first_at", "position", "sent", "transport")
+    __slots__ = ("error", "first_at", "position", "sent", "transport")
 
     transport: Transport
 
-    def __init__(self, batch: Fanout, host: str, position: int) -> None:
-        super().__init__(host, "")
-        self.batch = batch
+    def __init__(self, host: str, position: int) -> None:
+        # Every slot, StatsAccumulator's too, set here without a super() call: one call fewer
+        # a host (a test checks that none is missed).
+        self.host = host
+        self.address = ""
+        self.transmitted = self.received = self.duplicates = self.errors = 0
+        self.late = self.invalid = self.send_errors = self.sent = 0
+        self.rtt_min = math.inf
+        self.rtt_max = self.rtt_mean = self.rtt_m2 = 0.0
+        self.results = None
+        self.elapsed = self.first_at = 0.0
         self.position = position
-        self.sent = 0
-        self.first_at = 0.0
         self.error: TriopingError | None = None
-
-    def deliver(self, probe: Probe | None, result: ProbeResult) -> None:
-        self.batch._take(self, result)
 
 
 class Fanout:
@@ -125,8 +129,9 @@ class Fanout:
     in :attr:`overflowed`, not queued.
 
     **Cancellation.**  A cancelled ``__anext__`` loses nothing; every ``__anext__`` is a
-    checkpoint.  Leaving the block stops sending and forgets the batch's probes; an error
-    in the batch's tasks is raised from that block, not from the pinger's.
+    checkpoint (:meth:`receive_nowait` is the escape for consumers that take many items at
+    once).  Leaving the block stops sending and forgets the batch's probes; an error in the
+    batch's tasks is raised from that block, not from the pinger's.
 
     **Memory.**  Per-host counts (a few hundred bytes a host) are kept for
     :attr:`statistics`; the per-probe results are the consumer's.
@@ -142,8 +147,6 @@ class Fanout:
             raise InvalidArgumentError(f"hosts must be an iterable of hosts, not {hosts!r}")
         self.plan = plan
         self._source = hosts
-        self._hosts: list[_Host] = []
-        self._ready: deque[_Host] = deque()
         self._repeats: list[tuple[float, int, _Host]] = []
         self._results: deque[FanoutItem] = deque()
         self._admission = Admission[_Host](
@@ -151,13 +154,13 @@ class Fanout:
             size=plan.size,
             resolve_concurrency=plan.resolve_concurrency,
             transport_for=transport_for,
-            make_host=self._make_host,
-            on_ready=self._host_ready,
+            make_host=_Host,
             on_error=self._host_error,
-            has_room=self._room_to_admit,
-            wake=self._wake_engine,
+            results=self._results,
+            buffer=plan.buffer,
+            ready_limit=_READY_HIGH,
+            wake_batch=self._wake_engine,
         )
-        self._drop_baseline: dict[int, int] = {}
         self._scope = trio.CancelScope()
         self._consumer: trio.Event | None = None
         self._engine_event: trio.Event | None = None
@@ -184,7 +187,7 @@ class Fanout:
             end = self._finished_at if self._finished_at is not None else trio.current_time()
             elapsed = end - self._started_at
         snapshots = []
-        for host in self._hosts:
+        for host in self._admission.hosts:
             if host.address:  # resolved (a failed host never gets one)
                 host.elapsed = elapsed
                 snapshots.append(host.snapshot())
@@ -193,12 +196,12 @@ class Fanout:
     @property
     def errors(self) -> list[HostError]:
         """The hosts that could not be pinged, in input order."""
-        return [HostError(h.host, h.position, h.error) for h in self._hosts if h.error is not None]
+        return [HostError(h.host, h.position, h.error) for h in self._admission.hosts if h.error is not None]
 
     @property
     def progress(self) -> FanoutProgress:
         return FanoutProgress(
-            hosts=len(self._hosts),
+            hosts=len(self._admission.hosts),
             sent=self._sent,
             received=self._received,
             timeouts=self._timeouts,
@@ -212,7 +215,8 @@ class Fanout:
     @property
     def kernel_drops(self) -> int:
         """Datagrams the kernel dropped for a full receive buffer during this batch."""
-        return sum(t.kernel_drops - self._drop_baseline.get(id(t), 0) for t in self._admission.transports)
+        before = self._admission.kernel_drops_before
+        return sum(t.kernel_drops - before[id(t)] for t in self._admission.transports)
 
     @property
     def queued(self) -> int:
@@ -237,7 +241,7 @@ class Fanout:
         """The next item if one is queued, without a checkpoint, as Trio's channels offer.
 
         For a consumer that takes many items per wake-up: ``async for`` checkpoints on every
-        item (a trip through Trio's scheduler, a few microseconds), this does not.  Raises
+        item (a trip through Trio's scheduler), this does not.  Raises
         :class:`trio.WouldBlock` when nothing is queued yet and :class:`trio.EndOfChannel`
         once the batch is over.
         """
@@ -249,7 +253,8 @@ class Fanout:
         item = results.popleft()
         if self._engine_event is not None:
             self._wake_engine()
-        self._admission.wake()
+        if self._admission._event is not None:
+            self._admission.wake()
         return item
 
     async def aclose(self) -> None:
@@ -257,38 +262,17 @@ class Fanout:
         self._stop()
         await trio.lowlevel.checkpoint()
 
-    # -- records of hosts --------------------------------------------------------------------
+    # -- results -----------------------------------------------------------------------------
 
-    def _make_host(self, name: str, position: int) -> _Host:
-        host = _Host(self, name, position)
-        self._hosts.append(host)
-        return host
-
-    def _host_ready(self, host: _Host) -> None:
-        transport = host.transport
-        if id(transport) not in self._drop_baseline:
-            self._drop_baseline[id(transport)] = transport.kernel_drops
-        self._ready.append(host)
-        if self._engine_event is not None:
-            self._wake_engine()
-
-    def _host_error(self, host: _Host, error: TriopingError) -> None:
-        host.error = error
-        self._unresolved += 1
-        self._results.append(HostError(host.host, host.position, error))
-        self._wake_consumer()
-        self._wake_engine()
-
-    def _room_to_admit(self) -> bool:
-        return len(self._ready) < _READY_HIGH and len(self._results) < self.plan.buffer
-
-    def _take(self, host: _Host, result: ProbeResult) -> None:
-        """A result for *host*, from a receiver (or from the engine, for a refused send)."""
+    def deliver(self, probe: Probe, result: ProbeResult) -> None:
+        """A result for the probe's host (its tag), from a socket's receiver or, for a
+        refused send, from the send itself."""
         if self.finished:
             return
+        host: _Host = probe.tag
         kind = type(result)
-        if kind is Reply and not cast(Reply, result).duplicate:
-            host.add_rtt(cast(Reply, result).rtt)
+        if type(result) is Reply and not result.duplicate:
+            host.add_rtt(result.rtt)
             self._received += 1
         elif kind is Timeout:
             self._timeouts += 1
@@ -305,9 +289,19 @@ class Fanout:
             return
         self._outstanding -= 1
         self._results.append(HostResult(host.host, host.address, host.position, result))
-        self._wake_consumer()
+        event = self._consumer
+        if event is not None:
+            self._consumer = None
+            event.set()
         if self._outstanding == 0 and self._engine_event is not None:
             self._wake_engine()
+
+    def _host_error(self, host: _Host, error: TriopingError) -> None:
+        host.error = error
+        self._unresolved += 1
+        self._results.append(HostError(host.host, host.position, error))
+        self._wake_consumer()
+        self._wake_engine()
 
     # -- wake-ups ----------------------------------------------------------------------------
 
@@ -341,10 +335,6 @@ class Fanout:
         self._scope.cancel()
         self._finish()
 
-    def _owns(self, probe: Probe) -> bool:
-        owner = probe.owner
-        return type(owner) is _Host and owner.batch is self
-
     def _finish(self) -> None:
         if self.finished:
             return
@@ -352,32 +342,27 @@ class Fanout:
         if self._finished_at is None:
             self._finished_at = trio.current_time()
         for transport in self._admission.transports:
-            transport.table.forget_matching(self._owns)
+            transport.table.forget_owner(self)
         self._repeats.clear()
-        self._ready.clear()
+        self._admission.ready.clear()
         self._wake_consumer()
 
     # -- the engine: pacing and sending --------------------------------------------------------
 
     def _complete(self) -> bool:
         admission = self._admission
-        return (
-            admission.done
-            and not admission.resolving
-            and not self._ready
-            and not self._repeats
-            and not self._outstanding
-        )
+        idle = not (admission.ready or self._repeats or self._outstanding)
+        return idle and admission.done and not admission.resolving
 
     async def _engine(self) -> None:
         plan = self.plan
         period = 0.0 if plan.rate is None else 1.0 / plan.rate
         buffer = plan.buffer
-        ready = self._ready
+        admission = self._admission
+        ready = admission.ready
         repeats = self._repeats
         results = self._results
-        admission = self._admission
-        clock = trio.current_time
+        clock = trio.lowlevel.current_clock().current_time  # trio.current_time, two calls fewer
         next_slot = clock()
         since_checkpoint = 0
         while True:
@@ -429,22 +414,22 @@ class Fanout:
             self._engine_event = None
 
     def _send(self, host: _Host, now: float) -> bool:
+        """Send *host*'s next probe; False when the socket buffer is full (nothing sent)."""
         plan = self.plan
         index = host.sent
+        self._outstanding += 1  # before the send: a refused one has its verdict at once
         sent = host.transport.try_send(
-            host.address, index, plan.size, plan.ttl, host, plan.timeout, now, plan.tx_timestamps
+            host.address, index, plan.size, plan.ttl, self, plan.timeout, now, plan.tx_timestamps, host
         )
         if sent is None:
+            self._outstanding -= 1
             return False
         host.sent = index + 1
         host.transmitted += 1
         self._sent += 1
-        self._outstanding += 1
         if index + 1 < plan.count:
             self._order += 1
             heapq.heappush(self._repeats, (host.first_at + (index + 1) * plan.interval, self._order, host))
-        if type(sent) is SendError:
-            self._take(host, sent)
         return True
 
 

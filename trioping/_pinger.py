@@ -337,8 +337,6 @@ class Pinger:
         transport = self._transport(resolved_family)
         owner = _SingleProbe()
         sent = await transport.send(address, 0, size, checked_ttl, owner, checked_timeout)
-        if isinstance(sent, SendError):
-            return sent
         try:
             await owner.done.wait()
         finally:

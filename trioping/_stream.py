@@ -20,10 +20,11 @@ from ._packet import Family, validate_size
 from ._resolve import resolve
 from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
 from ._stats import PingStats, StatsAccumulator
-from ._table import Probe
+from ._table import Probe, ProbeState
 from ._transport import Transport
 
 _CHECKPOINT_EVERY = 64
+_WAITING = ProbeState.WAITING
 
 
 class PingStream:
@@ -131,8 +132,8 @@ class PingStream:
 
     # -- the receiver's side -------------------------------------------------------------------
 
-    def deliver(self, probe: Probe | None, result: ProbeResult) -> None:
-        """Take a result (*probe* None: a send the kernel refused, delivered by the sender)."""
+    def deliver(self, probe: Probe, result: ProbeResult) -> None:
+        """Take a result from the socket's receiver (or, for a refused send, from the send)."""
         if self._finished:
             return
         self._accumulator.add(result)
@@ -144,7 +145,7 @@ class PingStream:
             or (kind is Reply and not cast(Reply, result).duplicate)
         ):
             self._outstanding -= 1
-            if probe is not None and probe is self._last and kind is not Timeout:
+            if probe is self._last and kind is not Timeout:
                 self._last_answered = True
             self._queue.append(result)
             if self._outstanding == 0 and self._all_answered is not None:
@@ -231,18 +232,16 @@ class PingStream:
             last = self._last
             if notify is not None and last is not None and not self._last_answered:
                 notify(Outstanding(last.target, last.sequence, last.probe_index))
+            self._outstanding += 1  # before the send: a refused one has its verdict at once
+            accumulator.transmitted += 1
+            self._last = None
             sent = transport.try_send(address, index, size, ttl, self, timeout, clock(), tx)
             if sent is None:  # the send buffer is full
                 sent = await transport.send(address, index, size, ttl, self, timeout, tx)
             index += 1
-            accumulator.transmitted += 1
-            self._outstanding += 1
-            if isinstance(sent, SendError):
-                self._last = None
-                self.deliver(None, sent)  # its verdict, at once
-                continue
-            self._last = sent
-            self._last_answered = False
+            if sent.state is _WAITING:
+                self._last = sent
+                self._last_answered = False
 
 
 async def start_stream(

@@ -20,8 +20,7 @@ import errno as errnos
 import math
 import os
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import _constants as C
 from ._ancillary import Cmsg, parse_ancillary, parse_error_queue
@@ -74,7 +73,8 @@ _ORIGINS_ICMP = (C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_ICMP6)
 class ProbeOwner(Protocol):
     """Whoever sent a probe and wants its results (a single probe, a stream, a batch...).
 
-    ``deliver`` is called from the socket's receiver task: it must not block or raise.
+    ``deliver`` is called from the socket's receiver task: it must not block or raise.  A
+    probe's ``tag`` is the owner's own (a batch keeps the host there), never read here.
     """
 
     def deliver(self, probe: Probe, result: ProbeResult) -> None: ...
@@ -93,6 +93,7 @@ class Probe:
         "sent_wall_ns",
         "sequence",
         "state",
+        "tag",
         "target",
         "timeout",
         "tx_id",
@@ -109,6 +110,7 @@ class Probe:
         sent_wall_ns: int,
         sent_mono_ns: int,
         owner: ProbeOwner,
+        tag: object = None,
     ) -> None:
         self.target = target
         self.sequence = sequence
@@ -121,6 +123,7 @@ class Probe:
         self.tx_id: int | None = None
         self.state = _WAITING
         self.owner = owner
+        self.tag: Any = tag
         self.deadline = math.inf
         self.timeout = 0.0
 
@@ -201,9 +204,16 @@ class ProbeTable:
     # -- sending ---------------------------------------------------------------------------
 
     def open_probe(
-        self, target: str, probe_index: int, size: int, owner: ProbeOwner, wall_ns: int, mono_ns: int
+        self,
+        target: str,
+        probe_index: int,
+        size: int,
+        owner: ProbeOwner,
+        wall_ns: int,
+        mono_ns: int,
+        tag: object = None,
     ) -> tuple[Probe, bytes] | SendError:
-        """A new probe to *target* and the request to send for it.
+        """A new probe to *target* (owned by *owner*, with its *tag*) and the request to send.
 
         *wall_ns* / *mono_ns* are the clocks read just before the send.  Returns a
         :class:`SendError` when all 65,536 sequences to *target* are still waiting.  The
@@ -223,7 +233,9 @@ class ProbeTable:
         self._next_sequence[target] = (sequence + 1) % SEQUENCE_SPACE
         template = self._templates.get(size) or self._template(size)
         packet, payload, reply_checksum = template.build(sequence, wall_ns)
-        probe = probes[key] = Probe(target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner)
+        probe = probes[key] = Probe(
+            target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner, tag
+        )
         return probe, packet
 
     def _free_sequence(self, target: str, sequence: int) -> int | None:
@@ -301,9 +313,17 @@ class ProbeTable:
                 lingering.append(probe)
             if not queue:
                 del self._timed[timeout]
+        probes = self.probes
         for timeout, queue in list(self._lingering.items()):
             while queue and queue[0].deadline + timeout <= now:
-                self.forget(queue.popleft())
+                probe = queue.popleft()
+                if probe.state is not _FORGOTTEN:  # what forget() does, without a call each
+                    key = (probe.target, probe.sequence)
+                    if probes.get(key) is probe:
+                        del probes[key]
+                    if probe.tx_id is not None and self._tx_pending.get(probe.tx_id) is probe:
+                        del self._tx_pending[probe.tx_id]
+                    probe.state = _FORGOTTEN
             if not queue:
                 del self._lingering[timeout]
         return expired
@@ -318,13 +338,14 @@ class ProbeTable:
         probe.state = _FORGOTTEN
 
     def forget_owner(self, owner: ProbeOwner) -> None:
-        """Forget every probe of *owner* (a stream that has ended)."""
-        self.forget_matching(lambda probe: probe.owner is owner)
-
-    def forget_matching(self, predicate: Callable[[Probe], bool]) -> None:
-        """Forget every probe for which *predicate* is true (a batch that has ended)."""
-        for probe in [p for p in self.probes.values() if predicate(p)]:
-            self.forget(probe)
+        """Forget every probe of *owner* (a stream or batch that has ended)."""
+        probes = self.probes
+        tx_pending = self._tx_pending
+        for key, probe in [(k, p) for k, p in probes.items() if p.owner is owner]:
+            del probes[key]
+            if probe.tx_id is not None and tx_pending.get(probe.tx_id) is probe:
+                del tx_pending[probe.tx_id]
+            probe.state = _FORGOTTEN
 
     # -- receiving ---------------------------------------------------------------------------
 

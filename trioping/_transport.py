@@ -16,7 +16,7 @@ import trio
 
 from ._results import SendError
 from ._socket import IcmpSocket
-from ._table import Probe, ProbeOwner, ProbeTable, local_error_text
+from ._table import Probe, ProbeOwner, ProbeState, ProbeTable, local_error_text
 
 _BATCH = 512
 _time_ns = time.time_ns
@@ -37,6 +37,7 @@ class Transport:
             delivers_ip_header=sock.delivers_ip_header,
         )
         self._waiting: trio.CancelScope | None = None
+        self._sendto = sock.send_unstamped
 
     @property
     def identifier(self) -> int:
@@ -64,22 +65,34 @@ class Transport:
         reply_timeout: float,
         now: float,
         tx_timestamp: bool = True,
-    ) -> Probe | SendError | None:
-        """Send one echo now (*now*: the Trio time).  None: the socket buffer is full, so
-        wait writable and retry.  A refused send is a :class:`SendError` for the caller to
-        deliver; an accepted one is a :class:`Probe` whose results reach *owner*."""
+        tag: object = None,
+    ) -> Probe | None:
+        """Send one echo now (*now*: the Trio time) and return its probe, whose results reach
+        *owner*.  None: the socket buffer is full, nothing was sent; wait writable and retry.
+
+        A send the kernel refused is a probe like any other, finished at once: its
+        :class:`SendError` has been delivered to *owner* before this returns.
+        """
         table = self.table
-        made = table.open_probe(target, probe_index, size, owner, _time_ns(), _monotonic_ns())
-        if type(made) is SendError:
-            return made
-        probe, packet = made  # type: ignore[misc]
+        made = table.open_probe(target, probe_index, size, owner, _time_ns(), _monotonic_ns(), tag)
+        if isinstance(made, SendError):  # no free sequence: a probe that never was
+            unsent = Probe(target, made.sequence, probe_index, b"", 0, 0, 0, owner, tag)
+            unsent.state = ProbeState.FAILED
+            owner.deliver(unsent, made)
+            return unsent
+        probe, packet = made
         try:
-            tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
+            if ttl is None and not tx_timestamp:  # a plain sendto: one C call
+                self._sendto(packet, (target, 0))
+                tx_id = None
+            else:
+                tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
         except BlockingIOError:
             table.withdraw(probe)
             return None
         except OSError as exc:
-            return self._refuse(probe, exc)
+            owner.deliver(probe, self._refuse(probe, exc))
+            return probe
         table.sent(probe, tx_id, now, reply_timeout)
         waiting = self._waiting
         if waiting is not None and probe.deadline < waiting.deadline:
@@ -95,12 +108,12 @@ class Transport:
         owner: ProbeOwner,
         reply_timeout: float,
         tx_timestamp: bool = True,
-    ) -> Probe | SendError:
+        tag: object = None,
+    ) -> Probe:
         """:meth:`try_send`, waiting while the socket's send buffer is full."""
         while True:
-            sent = self.try_send(
-                target, probe_index, size, ttl, owner, reply_timeout, trio.current_time(), tx_timestamp
-            )
+            now = trio.current_time()
+            sent = self.try_send(target, probe_index, size, ttl, owner, reply_timeout, now, tx_timestamp, tag)
             if sent is not None:
                 return sent
             await self.sock.wait_writable()
