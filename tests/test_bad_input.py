@@ -231,11 +231,13 @@ def _table(family: Family, *, datagram: bool = False) -> ProbeTable:
     target = V4_TARGET if family is Family.V4 else V6_TARGET
     owner = _Recorder()
     for sequence in (1, 2, 3):
-        opened = table.open_probe(target, sequence - 1, 56, owner, _SENT_WALL_NS + sequence, time.monotonic_ns())
+        timeout = 0.5 if sequence == 3 else 100.0
+        opened = table.open_probe(
+            target, sequence - 1, 56, owner, None, _SENT_WALL_NS + sequence, time.monotonic_ns(), 0.0, timeout
+        )
         assert not isinstance(opened, trioping.SendError)
         probe, _request = opened
         assert probe.sequence == sequence
-        table.sent(probe, None, 0.0, 0.5 if sequence == 3 else 100.0)
     assert [type(result) for _probe, result in table.expire(0.7)] == [trioping.Timeout]
     return table
 

@@ -76,10 +76,9 @@ def stamp(ns: int) -> list[tuple[int, int, bytes]]:
 
 
 def send(table: ProbeTable, now: float, timeout: float = 1.0, target: str = TARGET) -> tuple[Probe, bytes]:
-    opened = table.open_probe(target, 0, 56, Owner(), WALL_NS, 0)
+    opened = table.open_probe(target, 0, 56, Owner(), None, WALL_NS, 0, now, timeout)
     assert not isinstance(opened, SendError)
     probe, request = opened
-    table.sent(probe, None, now, timeout)
     return probe, request
 
 
@@ -135,10 +134,10 @@ def test_an_icmp_error_is_matched_by_the_request_it_quotes_and_counts_once() -> 
 
 def test_a_transmit_stamp_times_the_reply_from_the_kernel() -> None:
     table = v4_table()
-    opened = table.open_probe(TARGET, 0, 56, Owner(), WALL_NS, 0)
+    opened = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)
     assert not isinstance(opened, SendError)
     probe, request = opened
-    table.sent(probe, 17, 0.0, 1.0)
+    table.await_stamp(probe, 17)
     # SO_EE_ORIGIN_TIMESTAMPING entry for TX id 17, stamped 10 us after the user-space clock.
     extended = struct.pack("IBBBBII", 42, C.SO_EE_ORIGIN_TIMESTAMPING, 0, 0, 0, 0, 17)
     entry = [(C.SOL_SOCKET, C.SO_TIMESTAMPING, struct.pack("qq", *divmod(WALL_NS + 10_000, 10**9)) + bytes(32))]
@@ -154,7 +153,7 @@ def test_a_transmit_stamp_times_the_reply_from_the_kernel() -> None:
 
 def test_a_withdrawn_request_gives_its_sequence_back() -> None:
     table = v4_table()
-    opened = table.open_probe(TARGET, 0, 56, Owner(), WALL_NS, 0)
+    opened = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)
     assert not isinstance(opened, SendError)
     table.withdraw(opened[0])
     assert len(table) == 0
@@ -164,11 +163,12 @@ def test_a_withdrawn_request_gives_its_sequence_back() -> None:
 
 def test_a_refused_request_is_its_own_send_error() -> None:
     table = v4_table()
-    opened = table.open_probe(TARGET, 3, 56, Owner(), WALL_NS, 0)
+    opened = table.open_probe(TARGET, 3, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)
     assert not isinstance(opened, SendError)
     error = table.refuse(opened[0], 1, "Operation not permitted")
     assert error == SendError(TARGET, 1, 3, 1, "Operation not permitted", None)
     assert len(table) == 0
+    assert table.expire(2.0) == []  # no timeout for it
     assert table.next_deadline() == math.inf
 
 
@@ -176,9 +176,8 @@ def test_forgetting_an_owner_leaves_the_others() -> None:
     table = v4_table()
     mine, theirs = Owner(), Owner()
     for owner in (mine, theirs, mine):
-        opened = table.open_probe(TARGET, 0, 56, owner, WALL_NS, 0)
+        opened = table.open_probe(TARGET, 0, 56, owner, None, WALL_NS, 0, 0.0, 1.0)
         assert not isinstance(opened, SendError)
-        table.sent(opened[0], None, 0.0, 1.0)
     table.forget_owner(mine)
     assert [p.owner for p in table.probes.values()] == [theirs]
     # Forgotten probes give no timeout either.
@@ -189,7 +188,7 @@ def test_sixty_five_thousand_waiting_probes_exhaust_the_sequences_to_one_host() 
     table = v4_table()
     for _ in range(0x10000):
         send(table, now=0.0, timeout=10.0)
-    refused = table.open_probe(TARGET, 0, 56, Owner(), WALL_NS, 0)
+    refused = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 10.0)
     assert isinstance(refused, SendError)
     assert "no free sequence number" in refused.message
     assert len(table.expire(10.0)) == 0x10000  # all expired: a sequence may be reused
@@ -222,9 +221,10 @@ class TableMachine(RuleBasedStateMachine):
 
     @rule(timeout=st.sampled_from([0.1, 0.5, 1.0]), destination=st.sampled_from([TARGET, "198.18.7.8"]))
     def send(self, timeout: float, destination: str) -> None:
-        opened = self.table.open_probe(destination, len(self.requests), 56, Owner(), WALL_NS, 0)
+        opened = self.table.open_probe(
+            destination, len(self.requests), 56, Owner(), None, WALL_NS, 0, self.now, timeout
+        )
         assert not isinstance(opened, SendError)
-        self.table.sent(opened[0], None, self.now, timeout)
         self.requests.append(opened)
 
     @precondition(lambda self: self.requests)
@@ -279,7 +279,8 @@ def test_junk_is_ignored_and_counted(data: bytes, source: str) -> None:
 @pytest.mark.parametrize("family", [Family.V4, Family.V6])
 def test_requests_carry_the_identifier_sequence_and_token(family: Family) -> None:
     table = ProbeTable(family, IDENTIFIER, TOKEN)
-    opened = table.open_probe("198.18.7.7" if family is Family.V4 else "2001:db8::7", 0, 56, Owner(), WALL_NS, 0)
+    target = "198.18.7.7" if family is Family.V4 else "2001:db8::7"
+    opened = table.open_probe(target, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)
     assert not isinstance(opened, SendError)
     probe, request = opened
     assert request[0] == (8 if family is Family.V4 else 128)
@@ -287,3 +288,28 @@ def test_requests_carry_the_identifier_sequence_and_token(family: Family) -> Non
     assert request[16:24] == TOKEN
     assert probe.payload == request[8:]
     assert len(request) == 64
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(0, 2**31),
+    st.integers(0, 2**31),
+    st.integers(0, 255),
+    st.sampled_from([C.SO_EE_ORIGIN_TIMESTAMPING, C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_LOCAL]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([(C.IPPROTO_IP, C.IP_RECVERR), (C.IPPROTO_IPV6, C.IPV6_RECVERR)]),
+)
+def test_the_usual_error_queue_entry_reads_as_any_other(
+    seconds: int, nanoseconds: int, errno_: int, origin: int, data: int, kind: tuple[int, int]
+) -> None:
+    """A transmit stamp's two control messages, in the kernel's order (read first) and
+    reversed (the general loop): the same report."""
+    from trioping._ancillary import parse_error_queue
+
+    stamp = (C.SOL_SOCKET, C.SO_TIMESTAMPING, struct.pack("qq", seconds, nanoseconds) + bytes(32))
+    error = (*kind, struct.pack("IBBBBII", errno_, origin, 0, 0, 0, 0, data) + bytes(16))
+    usual = parse_error_queue([stamp, error])
+    assert usual == parse_error_queue([error, stamp])
+    assert usual is not None
+    assert (usual.origin, usual.data) == (origin, data)
+    assert usual.kernel_ns == ((seconds * 1_000_000_000 + nanoseconds) or None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from . import _constants as C
@@ -38,6 +37,7 @@ _SO_RXQ_OVFL = C.SO_RXQ_OVFL
 _TTL_KINDS = ((C.IPPROTO_IP, C.IP_TTL), (C.IPPROTO_IPV6, C.IPV6_HOPLIMIT))
 _ERROR_KINDS = ((C.IPPROTO_IP, C.IP_RECVERR), (C.IPPROTO_IPV6, C.IPV6_RECVERR))
 _ORIGIN_TIMESTAMPING = C.SO_EE_ORIGIN_TIMESTAMPING
+_EXTENDED_ERR_SIZE = _EXTENDED_ERR.size
 
 
 def parse_ancillary(items: list[Cmsg]) -> tuple[int | None, int | None, int | None]:
@@ -87,12 +87,29 @@ class QueuedError(NamedTuple):
     kernel_ns: int | None = None
 
 
-def parse_error_queue(items: Iterable[Cmsg]) -> QueuedError | None:
+def parse_error_queue(items: list[Cmsg]) -> QueuedError | None:
+    """One error-queue entry's control messages, or None when they hold no report.
+
+    Runs once per transmitted probe: the usual entry -- a transmit stamp, two control
+    messages, the stamp first -- is read first, without the general loop.
+    """
+    if len(items) == 2:
+        (stamp_level, stamp_kind, stamp_data), (error_level, error_kind, error_data) = items
+        if (
+            stamp_level == _SOL_SOCKET
+            and stamp_kind in _STAMP_KINDS
+            and (error_level, error_kind) in _ERROR_KINDS
+            and len(stamp_data) >= 16
+            and len(error_data) >= _EXTENDED_ERR_SIZE
+        ):
+            error_number, origin, icmp_type, code, _pad, info, data_word = _EXTENDED_ERR.unpack_from(error_data)
+            if origin == _ORIGIN_TIMESTAMPING:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(stamp_data)
+                kernel_ns = seconds * 1_000_000_000 + nanoseconds or None
+                return QueuedError(origin, error_number, icmp_type, code, info, data_word, None, kernel_ns)
     extended: tuple[int, ...] | None = None
     offender: str | None = None
     stamp: int | None = None
-    # Runs once per transmitted probe (its TX timestamp): module constants, positional
-    # construction, and the offender's address read only for an error.
     for level, kind, data in items:
         if level == _SOL_SOCKET and kind in _STAMP_KINDS:
             if len(data) >= 16:

@@ -95,7 +95,6 @@ class Probe:
         "state",
         "tag",
         "target",
-        "timeout",
         "tx_id",
         "tx_ns",
     )
@@ -111,6 +110,7 @@ class Probe:
         sent_mono_ns: int,
         owner: ProbeOwner,
         tag: object = None,
+        deadline: float = math.inf,
     ) -> None:
         self.target = target
         self.sequence = sequence
@@ -124,8 +124,8 @@ class Probe:
         self.state = _WAITING
         self.owner = owner
         self.tag: Any = tag
-        self.deadline = math.inf
-        self.timeout = 0.0
+        self.deadline = deadline
+        """The Trio time at which the probe is lost unless answered."""
 
 
 Delivery = tuple[Probe, ProbeResult]
@@ -209,16 +209,20 @@ class ProbeTable:
         probe_index: int,
         size: int,
         owner: ProbeOwner,
+        tag: object,
         wall_ns: int,
         mono_ns: int,
-        tag: object = None,
+        now: float,
+        timeout: float,
     ) -> tuple[Probe, bytes] | SendError:
         """A new probe to *target* (owned by *owner*, with its *tag*) and the request to send.
 
-        *wall_ns* / *mono_ns* are the clocks read just before the send.  Returns a
+        *wall_ns* / *mono_ns* are the clocks read just before the send, *now* the Trio time:
+        the probe is lost unless answered by ``now + timeout``.  Returns a
         :class:`SendError` when all 65,536 sequences to *target* are still waiting.  The
-        caller then reports :meth:`sent`, :meth:`withdraw` (the send would block) or
-        :meth:`refuse` (the kernel refused it).
+        request is taken as sent; the caller reports :meth:`await_stamp` (a transmit stamp
+        is due), :meth:`withdraw` (the send would block) or :meth:`refuse` (the kernel
+        refused it).
         """
         probes = self.probes
         sequence = self._next_sequence.get(target, 1)
@@ -234,8 +238,12 @@ class ProbeTable:
         template = self._templates.get(size) or self._template(size)
         packet, payload, reply_checksum = template.build(sequence, wall_ns)
         probe = probes[key] = Probe(
-            target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner, tag
+            target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner, tag, now + timeout
         )
+        queue = self._timed.get(timeout)
+        if queue is None:
+            queue = self._timed[timeout] = deque()
+        queue.append(probe)
         return probe, packet
 
     def _free_sequence(self, target: str, sequence: int) -> int | None:
@@ -257,18 +265,10 @@ class ProbeTable:
         template = self._templates[size] = EchoTemplate(self.family, self.identifier, self.token, size)
         return template
 
-    def sent(self, probe: Probe, tx_id: int | None, now: float, timeout: float) -> None:
-        """The kernel took the request at Trio time *now*: the probe is lost unless
-        answered by ``now + timeout``.  *tx_id* names its transmit stamp, if one is due."""
-        probe.deadline = now + timeout
-        probe.timeout = timeout
-        queue = self._timed.get(timeout)
-        if queue is None:
-            queue = self._timed[timeout] = deque()
-        queue.append(probe)
-        if tx_id is not None:
-            probe.tx_id = tx_id
-            self._tx_pending[tx_id] = probe
+    def await_stamp(self, probe: Probe, tx_id: int) -> None:
+        """The kernel will report the request's transmit stamp under *tx_id*."""
+        probe.tx_id = tx_id
+        self._tx_pending[tx_id] = probe
 
     def withdraw(self, probe: Probe) -> None:
         """The request was never sent (the socket buffer was full): as if never opened."""

@@ -10,6 +10,7 @@ own and a timeout is a result, never an exception.
 from __future__ import annotations
 
 import errno
+import math
 import time
 
 import trio
@@ -37,6 +38,7 @@ class Transport:
             delivers_ip_header=sock.delivers_ip_header,
         )
         self._waiting: trio.CancelScope | None = None
+        self._wake_at = math.inf
         self._sendto = sock.send_unstamped
 
     @property
@@ -74,7 +76,7 @@ class Transport:
         :class:`SendError` has been delivered to *owner* before this returns.
         """
         table = self.table
-        made = table.open_probe(target, probe_index, size, owner, _time_ns(), _monotonic_ns(), tag)
+        made = table.open_probe(target, probe_index, size, owner, tag, _time_ns(), _monotonic_ns(), now, reply_timeout)
         if isinstance(made, SendError):  # no free sequence: a probe that never was
             unsent = Probe(target, made.sequence, probe_index, b"", 0, 0, 0, owner, tag)
             unsent.state = ProbeState.FAILED
@@ -84,19 +86,20 @@ class Transport:
         try:
             if ttl is None and not tx_timestamp:  # a plain sendto: one C call
                 self._sendto(packet, (target, 0))
-                tx_id = None
             else:
                 tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
+                if tx_id is not None:
+                    table.await_stamp(probe, tx_id)
         except BlockingIOError:
             table.withdraw(probe)
             return None
         except OSError as exc:
             owner.deliver(probe, self._refuse(probe, exc))
             return probe
-        table.sent(probe, tx_id, now, reply_timeout)
-        waiting = self._waiting
-        if waiting is not None and probe.deadline < waiting.deadline:
-            waiting.deadline = probe.deadline
+        if probe.deadline < self._wake_at:  # the receiver must wake earlier for it
+            self._wake_at = probe.deadline
+            if self._waiting is not None:
+                self._waiting.deadline = probe.deadline
         return probe
 
     async def send(
@@ -133,7 +136,8 @@ class Transport:
         """The socket's one reader, and the clock of its probes' deadlines."""
         table = self.table
         while True:
-            with trio.move_on_at(table.next_deadline()) as waiting:
+            self._wake_at = table.next_deadline()
+            with trio.move_on_at(self._wake_at) as waiting:
                 self._waiting = waiting
                 await self.sock.wait_readable()
             self._waiting = None
