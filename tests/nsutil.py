@@ -333,6 +333,10 @@ class RequestCapture:
             self.sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
             for option in (socket.IPV6_RECVTCLASS, socket.IPV6_RECVHOPLIMIT, socket.IPV6_RECVPKTINFO):
                 self.sock.setsockopt(socket.IPPROTO_IPV6, option, 1)
+        try:  # a raw socket sees every ICMP packet of the host: room for a busy machine's
+            self.sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE (root)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.setblocking(False)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -257,3 +257,30 @@ def test_results_equal_only_their_own_kind() -> None:
     assert Timeout("a", 1, 0).index("a") == 0  # the tuple method, not shadowed
     with pytest.raises(TypeError):
         Timeout("a", 1)  # type: ignore[call-arg]
+
+
+async def test_a_batch_without_statistics_keeps_no_host_once_it_is_done() -> None:
+    from trioping._fanout import _Host
+
+    def live_hosts() -> int:
+        return sum(type(o) is _Host for o in gc.get_objects())
+
+    gc.collect()  # earlier tests' garbage; this batch's records must go without the collector
+    gc.disable()
+    try:
+        await _run_a_batch_without_statistics(live_hosts)
+    finally:
+        gc.enable()
+
+
+async def _run_a_batch_without_statistics(live_hosts: Callable[[], int]) -> None:
+    async with trioping.open_pinger() as pinger:
+        async with pinger.fanout(loopback(300), rate=None, timeout=0.2, keep_statistics=False) as batch:
+            items = [item async for item in batch]
+        await trio.sleep(0.5)  # past every probe's deadline and its lingering time
+        assert live_hosts() == 0
+        assert batch.progress.hosts == 300
+        with pytest.raises(trioping.ResultsNotKeptError):
+            _ = batch.statistics
+    assert sorted(item.position for item in items) == list(range(300))
+    assert all(isinstance(item, HostResult) and isinstance(item.result, Reply) for item in items)

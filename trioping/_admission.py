@@ -86,6 +86,7 @@ class Admission(Generic[H]):
         buffer: int,
         ready_limit: int,
         wake_batch: Callable[[], None],
+        keep_hosts: bool = True,
     ) -> None:
         self._family = family
         self._size = size
@@ -96,12 +97,16 @@ class Admission(Generic[H]):
         self._buffer = buffer
         self._ready_limit = ready_limit
         self._wake_batch = wake_batch
+        self._keep_hosts = keep_hosts
         self._slots = trio.Semaphore(resolve_concurrency)
         self._usable: dict[Family, Transport] = {}
         self._family_errors: dict[Family, TriopingError] = {}
         self._event: trio.Event | None = None
         self.hosts: list[H] = []
-        """Every host's record, in input order."""
+        """Every host's record, in input order (none without *keep_hosts*: a record then
+        lives only as long as the batch needs it)."""
+        self.admitted = 0
+        """Hosts taken from the iterable so far."""
         self.ready: deque[H] = deque()
         """Hosts with an address and a transport, waiting for their first probe."""
         self.transports: list[Transport] = []
@@ -165,8 +170,10 @@ class Admission(Generic[H]):
             address, family = literal
         else:
             address, family = item, _V4
-        host = self._make_host(item, len(self.hosts))
-        self.hosts.append(host)
+        host = self._make_host(item, self.admitted)
+        self.admitted += 1
+        if self._keep_hosts:
+            self.hosts.append(host)
         transport = self._usable.get(family)
         if transport is None:
             self._ready(host, address, family)
@@ -180,8 +187,10 @@ class Admission(Generic[H]):
         return True
 
     async def _admit_name(self, item: Host, nursery: trio.Nursery) -> None:
-        host = self._make_host(item if isinstance(item, str) else str(item), len(self.hosts))
-        self.hosts.append(host)
+        host = self._make_host(item if isinstance(item, str) else str(item), self.admitted)
+        self.admitted += 1
+        if self._keep_hosts:
+            self.hosts.append(host)
         await self._slots.acquire()
         self.resolving += 1
         nursery.start_soon(self._resolve, host, item)

@@ -31,7 +31,7 @@ from ._options import FanoutPlan
 from ._packet import Family
 from ._resolve import Host
 from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
-from ._stats import PingStats, StatsAccumulator
+from ._stats import PingStats, ResultsNotKeptError, StatsAccumulator
 from ._table import Probe
 from ._transport import Transport
 
@@ -94,7 +94,7 @@ class _Host(StatsAccumulator):
     itself, one object less per host) its running counts.  It is its probes' tag; the batch
     is their owner."""
 
-    __slots__ = ("error", "first_at", "position", "sent", "transport")
+    __slots__ = ("error", "first_at", "position", "transport")
 
     transport: Transport
 
@@ -104,7 +104,7 @@ class _Host(StatsAccumulator):
         self.host = host
         self.address = ""
         self.transmitted = self.received = self.duplicates = self.errors = 0
-        self.late = self.invalid = self.send_errors = self.sent = 0
+        self.late = self.invalid = self.send_errors = 0
         self.rtt_min = math.inf
         self.rtt_max = self.rtt_mean = self.rtt_m2 = 0.0
         self.results = None
@@ -133,8 +133,10 @@ class Fanout:
     once).  Leaving the block stops sending and forgets the batch's probes; an error in the
     batch's tasks is raised from that block, not from the pinger's.
 
-    **Memory.**  Per-host counts (a few hundred bytes a host) are kept for
-    :attr:`statistics`; the per-probe results are the consumer's.
+    **Memory.**  Per-host counts (about 250 bytes a host) are kept for :attr:`statistics`;
+    with ``keep_statistics=False`` a host's record is dropped once the batch no longer needs
+    it, so memory does not grow with the number of hosts.  The per-probe results are the
+    consumer's.
     """
 
     def __init__(
@@ -160,7 +162,9 @@ class Fanout:
             buffer=plan.buffer,
             ready_limit=_READY_HIGH,
             wake_batch=self._wake_engine,
+            keep_hosts=plan.keep_statistics,
         )
+        self._host_errors: list[HostError] = []
         self._scope = trio.CancelScope()
         self._consumer: trio.Event | None = None
         self._engine_event: trio.Event | None = None
@@ -181,7 +185,12 @@ class Fanout:
 
     @property
     def statistics(self) -> list[PingStats]:
-        """One :class:`PingStats` per host that resolved, in input order (so far)."""
+        """One :class:`PingStats` per host that resolved, in input order (so far).
+
+        Raises :class:`ResultsNotKeptError` for a batch made with ``keep_statistics=False``.
+        """
+        if not self.plan.keep_statistics:
+            raise ResultsNotKeptError("this batch keeps no per-host statistics (keep_statistics=False)")
         elapsed = 0.0
         if self._started_at is not None:
             end = self._finished_at if self._finished_at is not None else trio.current_time()
@@ -196,12 +205,12 @@ class Fanout:
     @property
     def errors(self) -> list[HostError]:
         """The hosts that could not be pinged, in input order."""
-        return [HostError(h.host, h.position, h.error) for h in self._admission.hosts if h.error is not None]
+        return sorted(self._host_errors, key=lambda error: error.position)
 
     @property
     def progress(self) -> FanoutProgress:
         return FanoutProgress(
-            hosts=len(self._admission.hosts),
+            hosts=self._admission.admitted,
             sent=self._sent,
             received=self._received,
             timeouts=self._timeouts,
@@ -299,7 +308,9 @@ class Fanout:
     def _host_error(self, host: _Host, error: TriopingError) -> None:
         host.error = error
         self._unresolved += 1
-        self._results.append(HostError(host.host, host.position, error))
+        item = HostError(host.host, host.position, error)
+        self._host_errors.append(item)
+        self._results.append(item)
         self._wake_consumer()
         self._wake_engine()
 
@@ -363,6 +374,7 @@ class Fanout:
         repeats = self._repeats
         results = self._results
         clock = trio.lowlevel.current_clock().current_time  # trio.current_time, two calls fewer
+        count = plan.count
         next_slot = clock()
         since_checkpoint = 0
         while True:
@@ -382,7 +394,8 @@ class Fanout:
                         continue
                 elif ready:
                     host = ready.popleft()
-                    host.first_at = now
+                    if count > 1:  # the repeats' schedule starts here (a float a host, else)
+                        host.first_at = now
                     if not self._send(host, now):
                         ready.appendleft(host)
                         await host.transport.sock.wait_writable()
@@ -416,7 +429,7 @@ class Fanout:
     def _send(self, host: _Host, now: float) -> bool:
         """Send *host*'s next probe; False when the socket buffer is full (nothing sent)."""
         plan = self.plan
-        index = host.sent
+        index = host.transmitted
         self._outstanding += 1  # before the send: a refused one has its verdict at once
         sent = host.transport.try_send(
             host.address, index, plan.size, plan.ttl, self, plan.timeout, now, plan.tx_timestamps, host
@@ -424,8 +437,7 @@ class Fanout:
         if sent is None:
             self._outstanding -= 1
             return False
-        host.sent = index + 1
-        host.transmitted += 1
+        host.transmitted = index + 1
         self._sent += 1
         if index + 1 < plan.count:
             self._order += 1

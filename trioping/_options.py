@@ -146,6 +146,7 @@ class FanoutPlan:
     resolve_concurrency: int
     buffer: int
     tx_timestamps: bool
+    keep_statistics: bool = True
 
 
 def fanout_plan(
@@ -160,6 +161,7 @@ def fanout_plan(
     resolve_concurrency: int,
     buffer: int,
     tx_timestamps: bool,
+    keep_statistics: bool = True,
 ) -> FanoutPlan:
     wanted_family = parse_family(family)
     return FanoutPlan(
@@ -173,6 +175,7 @@ def fanout_plan(
         resolve_concurrency=check_positive("resolve_concurrency", resolve_concurrency),
         buffer=check_positive("buffer", buffer),
         tx_timestamps=bool(tx_timestamps),
+        keep_statistics=bool(keep_statistics),
     )
 
 

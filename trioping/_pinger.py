@@ -250,6 +250,7 @@ class Pinger:
         resolve_concurrency: int = DEFAULT_RESOLVE_CONCURRENCY,
         buffer: int = DEFAULT_FANOUT_BUFFER,
         tx_timestamps: bool = True,
+        keep_statistics: bool = True,
     ) -> FanoutContext:
         """Ping many *hosts* (any iterable, lazy or async) *count* times each, as
         ``async with pinger.fanout(hosts) as batch: async for item in batch: ...``; results
@@ -261,7 +262,9 @@ class Pinger:
         on.  *buffer* bounds the results held for the consumer, probes in flight included.
         RTTs come from kernel transmit and receive stamps (``RttClock.KERNEL``), as in every
         API; *tx_timestamps=False* saves an error-queue read a probe by timing from a clock
-        read just before the send (``RttClock.KERNEL_RX``).  Arguments are checked here.
+        read just before the send (``RttClock.KERNEL_RX``).  *keep_statistics=False* keeps no
+        per-host record once a host is done (``batch.statistics`` then raises), for batches
+        whose consumer keeps what it needs from the items.  Arguments are checked here.
         """
         plan = fanout_plan(
             count=count,
@@ -274,6 +277,7 @@ class Pinger:
             resolve_concurrency=resolve_concurrency,
             buffer=buffer,
             tx_timestamps=tx_timestamps,
+            keep_statistics=keep_statistics,
         )
         self._check_open()
         return FanoutContext(plan, hosts, self._transport)
@@ -293,6 +297,7 @@ class Pinger:
         resolve_concurrency: int = DEFAULT_RESOLVE_CONCURRENCY,
         buffer: int = DEFAULT_FANOUT_BUFFER,
         tx_timestamps: bool = True,
+        keep_statistics: bool = True,
     ) -> Fanout:
         """:meth:`fanout`, for a caller who owns a nursery: the batch's tasks run in
         *nursery* and its errors go there; it stops when done, at ``await batch.aclose()``,
@@ -308,6 +313,7 @@ class Pinger:
             resolve_concurrency=resolve_concurrency,
             buffer=buffer,
             tx_timestamps=tx_timestamps,
+            keep_statistics=keep_statistics,
         )
         self._check_open()
         return await start_fanout(nursery, plan, hosts, self._transport)

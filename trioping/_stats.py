@@ -133,6 +133,9 @@ class StatsAccumulator:
     def add_rtt(self, rtt: float) -> None:
         """Count a first valid reply with this RTT (Welford's update)."""
         self.received = n = self.received + 1
+        if n == 1:  # the first is the mean, the minimum and the maximum: one float, not three
+            self.rtt_mean = self.rtt_min = self.rtt_max = rtt
+            return
         delta = rtt - self.rtt_mean
         self.rtt_mean += delta / n
         self.rtt_m2 += delta * (rtt - self.rtt_mean)
