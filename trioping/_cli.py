@@ -303,7 +303,12 @@ async def _ping(options: PingOptions, out: Writer, run_scope: trio.CancelScope) 
                 out(fmt.header(options.host, address, family, options.size))
             async with stream_context as stream:
                 async for result in stream:
-                    printer.result(result, address)
+                    while True:  # everything queued, with one checkpoint per wake-up (-i 0 floods)
+                        printer.result(result, address)
+                        try:
+                            result = stream.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
     if stream is None:  # Ctrl-C while resolving or opening the socket: nothing was sent
         return EXIT_NO_REPLY
     stats = dataclasses.replace(stream.statistics, host=options.host)
