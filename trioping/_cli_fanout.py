@@ -26,7 +26,7 @@ from typing import TextIO
 
 import trio
 
-from ._cli_common import EXIT_ERROR, UsageError, run_interruptibly
+from ._cli_common import DEFAULT_MAX_TARGETS, EXIT_ERROR, UsageError, run_interruptibly
 from ._fanout import DEFAULT_RATE, Fanout, HostError, HostResult
 from ._packet import Family
 from ._pinger import open_pinger
@@ -35,8 +35,6 @@ from ._stats import PingStats
 
 EXIT_ALL_ALIVE = 0
 EXIT_SOME_UNREACHABLE = 1
-DEFAULT_MAX_TARGETS = 131072
-"""The largest ``-g`` expansion accepted without ``--max-targets`` (a /15, as fping's limit)."""
 
 _PROGRESS_DELAY = 1.0
 _PROGRESS_EVERY = 0.25
@@ -64,11 +62,6 @@ class FanoutOptions:
     interface: str | None = None
     tos: int | None = None
     pmtu: str | None = None
-
-
-def wanted(hosts: list[str] | None, files: list[str] | None, generate: list[str] | None, *flags: bool) -> bool:
-    """Fan-out mode: several hosts, a file or a generated range, or an fping-only flag."""
-    return len(hosts or ()) != 1 or bool(files) or bool(generate) or any(flags)
 
 
 # -- targets -----------------------------------------------------------------------------
@@ -422,4 +415,4 @@ def command(options: FanoutOptions) -> int:
     return trio.run(run_fanout, options)
 
 
-__all__ = ["FanoutOptions", "command", "run_fanout", "wanted"]
+__all__ = ["FanoutOptions", "command", "run_fanout"]
