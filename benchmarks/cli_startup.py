@@ -2,6 +2,7 @@
 
     python benchmarks/cli_startup.py               # 40 rounds
     python benchmarks/cli_startup.py --rounds 100
+    python benchmarks/cli_startup.py --compare /tmp/old/.venv/bin/trioping   # before/after, same run
 
 Both are whole processes of the same interpreter: ``trioping 127.0.0.1 -c 1`` (start-up,
 option parsing, one probe to loopback, its reply, the summary) and the import of Trio that
@@ -47,6 +48,13 @@ def wall(argv: list[str], env: dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="TRIOPING",
+        help="other trioping executables, timed in the same rounds",
+    )
     args = parser.parse_args()
     import trioping  # the copy the command will run
 
@@ -54,28 +62,28 @@ def main() -> int:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     baseline = [sys.executable, "-c", "import trio"]
-    command = [*trioping_argv(), "127.0.0.1", "-c", "1"]
-    try:
-        subprocess.run(command, capture_output=True, env=env, check=True, timeout=30)
-    except subprocess.CalledProcessError as exc:
-        print(f"{' '.join(command)} failed (status {exc.returncode}): {exc.stderr.decode().strip()[-300:]}")
-        return 1
+    commands = [[*trioping_argv(), "127.0.0.1", "-c", "1"]] + [[path, "127.0.0.1", "-c", "1"] for path in args.compare]
+    for command in commands:
+        try:
+            subprocess.run(command, capture_output=True, env=env, check=True, timeout=30)
+        except subprocess.CalledProcessError as exc:
+            print(f"{' '.join(command)} failed (status {exc.returncode}): {exc.stderr.decode().strip()[-300:]}")
+            return 1
     for _ in range(3):  # warm the page cache
-        wall(baseline, env)
-        wall(command, env)
-    trio_times: list[float] = []
-    command_times: list[float] = []
+        for argv in (baseline, *commands):
+            wall(argv, env)
+    times: list[list[float]] = [[] for _ in range(1 + len(commands))]
     for _ in range(args.rounds):
-        trio_times.append(wall(baseline, env))
-        command_times.append(wall(command, env))
-    trio_median = statistics.median(trio_times)
-    command_median = statistics.median(command_times)
-    ratio = command_median / trio_median
-    print(f"Whole-process start-up, {args.rounds} alternating rounds, medians ({sys.version.split()[0]}):")
-    print(f"  {' '.join(baseline):40} {trio_median * 1e3:7.1f} ms  (min {min(trio_times) * 1e3:.1f})")
-    print(f"  {' '.join(command):40} {command_median * 1e3:7.1f} ms  (min {min(command_times) * 1e3:.1f})")
+        for column, argv in zip(times, (baseline, *commands), strict=True):
+            column.append(wall(argv, env))
+    medians = [statistics.median(column) for column in times]
+    print(f"Whole-process start-up, {args.rounds} alternating rounds, medians (Python {sys.version.split()[0]}):")
+    for argv, column, median in zip((baseline, *commands), times, medians, strict=True):
+        ratio = "" if argv is baseline else f"  {median / medians[0]:.2f}x"
+        print(f"  {' '.join(argv):60} {median * 1e3:7.1f} ms  (min {min(column) * 1e3:6.1f}){ratio}")
+    ratio = medians[1] / medians[0]
     verdict = "meets" if ratio <= GOAL else "misses"
-    print(f"  ratio {ratio:.2f}x (goal <= {GOAL}x: {verdict}); min/min {min(command_times) / min(trio_times):.2f}x")
+    print(f"  {' '.join(commands[0][:1])}: {ratio:.2f}x python -c 'import trio' (goal <= {GOAL}x: {verdict})")
     return 0
 
 
