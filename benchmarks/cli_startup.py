@@ -79,8 +79,8 @@ def main() -> int:
     medians = [statistics.median(column) for column in times]
     print(f"Whole-process start-up, {args.rounds} alternating rounds, medians (Python {sys.version.split()[0]}):")
     for argv, column, median in zip((baseline, *commands), times, medians, strict=True):
-        ratio = "" if argv is baseline else f"  {median / medians[0]:.2f}x"
-        print(f"  {' '.join(argv):60} {median * 1e3:7.1f} ms  (min {min(column) * 1e3:6.1f}){ratio}")
+        versus = "" if argv is baseline else f"  {median / medians[0]:.2f}x"
+        print(f"  {' '.join(argv):60} {median * 1e3:7.1f} ms  (min {min(column) * 1e3:6.1f}){versus}")
     ratio = medians[1] / medians[0]
     verdict = "meets" if ratio <= GOAL else "misses"
     print(f"  {' '.join(commands[0][:1])}: {ratio:.2f}x python -c 'import trio' (goal <= {GOAL}x: {verdict})")
