@@ -8,6 +8,7 @@ on stderr; no traceback reaches the user.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import ipaddress
 import signal
 import sys
@@ -35,6 +36,7 @@ from ._resolve import resolve
 from ._results import IcmpError, InvalidReply, LateReply, Outstanding, ProbeResult, Reply, SendError, Timeout
 
 _PROG = "trioping"
+_GC_THRESHOLD = 20_000
 
 Writer = Callable[[str], None]
 
@@ -441,7 +443,15 @@ def run() -> None:
 
     SIGPIPE gets its default action back, so ``trioping ... | head`` ends quietly as ping
     does, instead of Python turning it into a BrokenPipeError traceback.
+
+    The cyclic garbage collector is tuned for a command (the library leaves a program's
+    collector alone): what the imports made lives until exit, so it is frozen out of the
+    collector's walks, and collections come every 20,000 objects instead of every 700,
+    since a fan-out makes objects by the hundred thousand and frees them by reference
+    counting (measured: 5-10 % of a 10,000- to 60,000-host run, the same peak memory).
     """
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    gc.freeze()
+    gc.set_threshold(_GC_THRESHOLD, 20, 20)
     raise SystemExit(main())
