@@ -189,12 +189,14 @@ def test_summary_lines_as_fping_prints_them() -> None:
         PingStats("198.18.5.2", "198.18.5.2", transmitted=2),
         PingStats("localhost", "127.0.0.1", transmitted=3, received=2, rtts=(0.003, 0.001)),
         PingStats("nothing", "127.0.0.1"),
+        PingStats("slow", "198.18.5.3", transmitted=1, received=1, rtts=(0.0123,)),
     ]
     assert summary_lines(statistics, 10) == [
         "127.0.0.1  : xmt/rcv/%loss = 1/1/0%, min/avg/max = 0.050/0.050/0.050",
         "198.18.5.2 : xmt/rcv/%loss = 2/0/100%",
         "localhost  : xmt/rcv/%loss = 3/2/33%, min/avg/max = 1.00/2.00/3.00",
         "nothing    : xmt/rcv/%loss = 0/0/0%",
+        "slow       : xmt/rcv/%loss = 1/1/0%, min/avg/max = 12.3/12.3/12.3",
     ]
 
 

@@ -185,24 +185,25 @@ def summary_lines(statistics: Iterable[PingStats], width: int) -> list[str]:
     """fping's summary per host: ``127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = 0.050/0.050/0.050``.
 
     A line a host, 60,000 of them at a time, so the common case is cheap: a host with one
-    RTT has it as its minimum, average and maximum (one figure formatted, not three)."""
+    probe answered has its one RTT as minimum, average and maximum, formatted once."""
     lines: list[str] = []
     append = lines.append
     fsum = math.fsum
     for stats in statistics:
+        rtts = stats.rtts  # one a probe received
         transmitted = stats.transmitted
+        if transmitted == 1 and len(rtts) == 1:
+            ms = rtts[0] * 1e3
+            text = f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(rtts[0])
+            append(f"{stats.host.ljust(width)} : xmt/rcv/%loss = 1/1/0%, min/avg/max = {text}/{text}/{text}")
+            continue
         received = stats.received
-        rtts = stats.rtts
         loss = (transmitted - received) * 100 // transmitted if transmitted else 0
         line = f"{stats.host.ljust(width)} : xmt/rcv/%loss = {transmitted}/{received}/{loss}%"
-        if not rtts:
-            append(line)
-        elif len(rtts) == 1:
-            ms = fping_ms(rtts[0])
-            append(f"{line}, min/avg/max = {ms}/{ms}/{ms}")
-        else:
+        if rtts:
             low, mean, high = fping_ms(min(rtts)), fping_ms(fsum(rtts) / len(rtts)), fping_ms(max(rtts))
-            append(f"{line}, min/avg/max = {low}/{mean}/{high}")
+            line = f"{line}, min/avg/max = {low}/{mean}/{high}"
+        append(line)
     return lines
 
 
