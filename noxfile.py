@@ -37,6 +37,8 @@ CHECK_PYTHON = TEST_PYTHONS[0]  # lint and types need one interpreter (mypy chec
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+if hasattr(nox.options, "download_python"):  # run on what is present; no standalone builds fetched
+    nox.options.download_python = "never"
 
 
 @nox.session(python=TEST_PYTHONS)
