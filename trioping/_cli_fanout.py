@@ -280,7 +280,7 @@ async def _run(
     count_mode = options.count is not None
     names_only = options.alive or options.unreachable
     per_probe = count_mode and not options.quiet and not names_only
-    width = max(len(name) for name in targets)
+    width = max(map(len, targets))
     # Without output per result (-q), a result has nothing to print: skip the call.
     reporting = not options.quiet or (not count_mode and names_only)
     tallies = [_Tally() for _ in targets] if per_probe else []
@@ -341,7 +341,7 @@ async def _run(
             output.error("\n".join(summaries))  # one write, however many hosts
     if unresolved:
         return EXIT_ERROR
-    everyone = bool(statistics) and all(stats.received > 0 for stats in statistics)
+    everyone = bool(statistics) and all([stats.received > 0 for stats in statistics])
     return EXIT_ALL_ALIVE if everyone else EXIT_SOME_UNREACHABLE
 
 
