@@ -250,15 +250,6 @@ class _Output:
         self.err.flush()
 
 
-@dataclass(slots=True)
-class _Tally:
-    """What the CLI needs per host for fping's running ``(avg, loss)`` figures."""
-
-    verdicts: int = 0
-    received: int = 0
-    rtt_sum: float = 0.0
-
-
 async def run_fanout(
     options: FanoutOptions,
     out: TextIO | None = None,
@@ -283,8 +274,7 @@ async def _run(
     width = max(map(len, targets))
     # Without output per result (-q), a result has nothing to print: skip the call.
     reporting = not options.quiet or (not count_mode and names_only)
-    tallies = [_Tally() for _ in targets] if per_probe else []
-    alive = [False] * len(targets)
+    reporter = _Reporter(options, output, len(targets), width, per_probe)
     unresolved = 0
     batch: Fanout | None = None
     async with open_pinger(
@@ -313,7 +303,7 @@ async def _run(
                         continue
                     if reporting:
                         assert isinstance(item, HostResult)
-                        _report(item, options, output, width, tallies, alive, per_probe)
+                        reporter.result(item)
                         if output.lines and not batch.queued:
                             output.flush()
                 nursery.cancel_scope.cancel()
@@ -350,64 +340,80 @@ def _host_error_text(item: HostError) -> str:
     return text if text.startswith(f"{item.host}:") else f"{item.host}: {text}"
 
 
-def _report(
-    item: HostResult,
-    options: FanoutOptions,
-    output: _Output,
-    width: int,
-    tallies: list[_Tally],
-    alive: list[bool],
-    per_probe: bool,
-) -> None:
-    result = item.result
-    kind = type(result)
-    host = item.host
-    if kind is Reply:
-        reply = result
-        assert isinstance(reply, Reply)
-        if reply.duplicate:
-            if per_probe:
-                output.error(
-                    f"{host:<{width}} : duplicate for [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
-                )
-            return
-        first = not alive[item.position]
-        alive[item.position] = True
-        if per_probe:
-            tally = tallies[item.position]
-            tally.verdicts += 1
-            tally.received += 1
-            tally.rtt_sum += reply.rtt
-            loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
-            output.line(
-                f"{host:<{width}} : [{reply.index}], {reply.size} bytes, {fping_ms(reply.rtt)} ms"
-                f" ({fping_ms(tally.rtt_sum / tally.received)} avg, {loss}% loss)"
-            )
-        elif options.count is None and first:
-            if options.alive:
-                output.line(host)
-            elif not options.quiet and not options.unreachable:
-                output.line(f"{host} is alive")
-        return
-    if kind is Timeout or kind is IcmpError or kind is SendError:
-        if kind is IcmpError and not options.quiet:
-            assert isinstance(result, IcmpError)
-            output.error(icmp_error_line(result, host))
-        elif kind is SendError and not options.quiet:
-            assert isinstance(result, SendError)
-            output.error(f"{host}: error while sending ping: {result.message}")
-        if per_probe:
+def _ms(seconds: float) -> str:
+    """:func:`fping_ms`, with the usual case (under a millisecond) in line."""
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(seconds)
+
+
+class _Reporter:
+    """Prints each result as it arrives, as fping does, and keeps per host (by position) what
+    that needs: whether it was seen alive (plain mode), and its verdicts, replies and RTT sum
+    for the running ``(avg, loss)`` of count mode (lists, not an object a host)."""
+
+    __slots__ = ("alive", "options", "output", "per_probe", "received", "rtt_sums", "verdicts", "width")
+
+    def __init__(self, options: FanoutOptions, output: _Output, hosts: int, width: int, per_probe: bool) -> None:
+        self.options = options
+        self.output = output
+        self.width = width
+        self.per_probe = per_probe
+        self.alive = [False] * hosts if options.count is None else []
+        self.verdicts = [0] * hosts if per_probe else []
+        self.received = [0] * hosts if per_probe else []
+        self.rtt_sums = [0.0] * hosts if per_probe else []
+
+    def result(self, item: HostResult) -> None:
+        result = item.result
+        kind = type(result)
+        if kind is Reply:
+            assert isinstance(result, Reply)
+            if self.per_probe:
+                self._probe_reply(item.host, item.position, result)
+            elif not result.duplicate and self.options.count is None and not self.alive[item.position]:
+                self.alive[item.position] = True
+                options = self.options
+                if options.alive:
+                    self.output.line(item.host)
+                elif not options.quiet and not options.unreachable:
+                    self.output.line(f"{item.host} is alive")
+        elif kind is Timeout or kind is IcmpError or kind is SendError:
             assert isinstance(result, (Timeout, IcmpError, SendError))
-            tally = tallies[item.position]
-            tally.verdicts += 1
-            avg = fping_ms(tally.rtt_sum / tally.received) if tally.received else "NaN"
-            loss = (tally.verdicts - tally.received) * 100 // tally.verdicts
-            output.line(f"{host:<{width}} : [{result.index}], timed out ({avg} avg, {loss}% loss)")
+            self._no_reply(item.host, item.position, result)
+
+    def _probe_reply(self, host: str, position: int, reply: Reply) -> None:
+        if reply.duplicate:
+            self.output.error(
+                f"{host.ljust(self.width)} : duplicate for [{reply.index}], {reply.size} bytes, {_ms(reply.rtt)} ms"
+            )
+            return
+        verdicts = self.verdicts[position] = self.verdicts[position] + 1
+        received = self.received[position] = self.received[position] + 1
+        rtt_sum = self.rtt_sums[position] = self.rtt_sums[position] + reply.rtt
+        loss = (verdicts - received) * 100 // verdicts
+        self.output.line(
+            f"{host.ljust(self.width)} : [{reply.index}], {reply.size} bytes, {_ms(reply.rtt)} ms"
+            f" ({_ms(rtt_sum / received)} avg, {loss}% loss)"
+        )
+
+    def _no_reply(self, host: str, position: int, result: Timeout | IcmpError | SendError) -> None:
+        options = self.options
+        if not options.quiet:
+            if type(result) is IcmpError:
+                self.output.error(icmp_error_line(result, host))
+            elif type(result) is SendError:
+                self.output.error(f"{host}: error while sending ping: {result.message}")
+        if self.per_probe:
+            verdicts = self.verdicts[position] = self.verdicts[position] + 1
+            received = self.received[position]
+            avg = _ms(self.rtt_sums[position] / received) if received else "NaN"
+            loss = (verdicts - received) * 100 // verdicts
+            self.output.line(f"{host.ljust(self.width)} : [{result.index}], timed out ({avg} avg, {loss}% loss)")
         elif options.count is None:
             if options.unreachable:
-                output.line(host)
+                self.output.line(host)
             elif not options.quiet and not options.alive:
-                output.line(f"{host} is unreachable")
+                self.output.line(f"{host} is unreachable")
 
 
 async def _show_progress(batch: Fanout, output: _Output, delay: float) -> None:
