@@ -180,7 +180,7 @@ def _command(
             "-q",
             "--quiet",
             help="One host: print only the PING line and the summary. Several hosts: print only the summaries"
-            " (with -c), or nothing (without; the exit status tells).",
+            " of -c and the names of -a / -u (else nothing: the exit status tells).",
         ),
     ] = False,
     interface: Annotated[
