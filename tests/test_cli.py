@@ -215,6 +215,14 @@ def test_version_prints_the_version_and_exits_0(flag: str) -> None:
     assert done.stderr == ""
 
 
+def test_version_is_the_installed_distribution_s() -> None:
+    import importlib.metadata
+
+    import trioping
+
+    assert trioping.__version__ == importlib.metadata.version("trioping")
+
+
 def test_version_wins_over_hosts_and_other_options() -> None:
     """As ``ping -V``: the version, whatever else the command line holds, and no ping."""
     done = run_cli("127.0.0.1", "-c", "1", "-V")
