@@ -148,6 +148,12 @@ def fping_ms(seconds: float) -> str:
     return f"{ms:.3e}"
 
 
+def _ms(seconds: float) -> str:
+    """:func:`fping_ms`, with the usual case (under a millisecond) in line."""
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(seconds)
+
+
 _V4_UNREACHABLE = (
     "ICMP Network Unreachable",
     "ICMP Host Unreachable",
@@ -193,8 +199,7 @@ def summary_lines(statistics: Iterable[PingStats], width: int) -> list[str]:
         rtts = stats.rtts  # one a probe received
         transmitted = stats.transmitted
         if transmitted == 1 and len(rtts) == 1:
-            ms = rtts[0] * 1e3
-            text = f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(rtts[0])
+            text = _ms(rtts[0])
             append(f"{stats.host.ljust(width)} : xmt/rcv/%loss = 1/1/0%, min/avg/max = {text}/{text}/{text}")
             continue
         received = stats.received
@@ -338,12 +343,6 @@ async def _run(
 def _host_error_text(item: HostError) -> str:
     text = str(item.error)
     return text if text.startswith(f"{item.host}:") else f"{item.host}: {text}"
-
-
-def _ms(seconds: float) -> str:
-    """:func:`fping_ms`, with the usual case (under a millisecond) in line."""
-    ms = seconds * 1e3
-    return f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(seconds)
 
 
 class _Reporter:
