@@ -1,8 +1,11 @@
-"""The ``trioping`` command: iputils-style ping for one host.
+"""The ``trioping`` command: iputils-style ping for one host (several: :mod:`._cli_fanout`).
 
 Exit status follows iputils: 0 if any reply arrived, 1 if none (or fewer than ``-c`` with
 ``-w``), 2 on an error (bad option, unknown host, no permission).  Every error is one line
 on stderr; no traceback reaches the user.
+
+Start-up is most of a short run's time, so what one mode alone needs (the fping-style
+command, JSON output) is imported where that mode begins, not here.
 """
 
 from __future__ import annotations
