@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .conftest import default_sigint, requires_raw, run_cli
+from .conftest import REPO, default_sigint, requires_raw, run_cli
 
 REPLY_V4 = re.compile(r"^64 bytes from 127\.0\.0\.1: icmp_seq=(\d+) ttl=64 time=\d+\.\d+ ms$")
 SUMMARY = re.compile(
@@ -203,3 +203,94 @@ def test_closed_stdout_ends_quietly() -> None:
     _, err = process.communicate(timeout=10)
     assert "Traceback" not in err
     assert process.returncode == -signal.SIGPIPE
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version_prints_the_version_and_exits_0(flag: str) -> None:
+    import trioping
+
+    done = run_cli(flag)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"trioping {trioping.__version__}\n"
+    assert done.stderr == ""
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    import importlib.metadata
+
+    import trioping
+
+    assert trioping.__version__ == importlib.metadata.version("trioping")
+
+
+def test_version_wins_over_hosts_and_other_options() -> None:
+    """As ``ping -V``: the version, whatever else the command line holds, and no ping."""
+    done = run_cli("127.0.0.1", "-c", "1", "-V")
+    assert done.returncode == 0
+    assert done.stdout.startswith("trioping ")
+    assert "PING" not in done.stdout
+
+
+def _help() -> str:
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+def _option_help(text: str, option: str) -> str:
+    """The help of one option (its line starts ``  -c, --count``), wrapped lines joined."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"  {re.escape(option)}[ ,]", line))
+    words = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("   "):
+            break
+        words.append(line)
+    return " ".join(" ".join(words).split())
+
+
+def test_help_shows_no_python_types() -> None:
+    text = _help()
+    assert "list[str]" not in text
+    assert not re.search(r"<(int|float|str|list[^>]*)>", text), text
+    assert "HOST..." in text
+    assert "-V, --version" in text
+
+
+def test_help_describes_each_mode() -> None:
+    text = _help()
+    count = _option_help(text, "-c")
+    assert "one host, until Ctrl-C" in count
+    assert "several hosts, 1" in count
+    quiet = _option_help(text, "-q")
+    assert "One host:" in quiet
+    assert "Several hosts:" in quiet
+    for option in ("-D", "-O", "--json"):
+        assert _option_help(text, option).split(None, 1)[1].startswith("One host only"), option
+    assert "-D, -O and --json apply to one host only" in " ".join(text.split())
+    for option in ("-f", "-g", "-a", "-u", "--rate"):
+        assert "Several hosts:" in _option_help(text, option), option
+
+
+@pytest.mark.parametrize("option", ["--bogus", "-x", "--cout"])
+def test_an_unknown_option_is_one_line_without_a_guess(option: str) -> None:
+    done = run_cli(option, "127.0.0.1")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == f"trioping: unknown option {option} (trioping --help lists them)\n"
+
+
+@requires_raw
+def test_one_host_imports_neither_the_fanout_command_nor_pydantic() -> None:
+    """Start-up is what the one-host command's users wait for: the fping-style command,
+    JSON output and typer's pydantic coercion (typer >= 0.29) stay unimported."""
+    code = (
+        "import sys; from trioping._cli import main; status = main(['127.0.0.1', '-c', '1', '-q']);"
+        " print(sorted(m for m in ('trioping._cli_fanout', 'trioping._json', 'pydantic') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

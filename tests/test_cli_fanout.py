@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from trioping._cli_fanout import FanoutOptions, fping_ms, generate_targets, read_targets, run_fanout
+from trioping._cli_fanout import (
+    FanoutOptions,
+    fping_ms,
+    generate_targets,
+    read_targets,
+    run_fanout,
+    summary_lines,
+)
 from trioping._errors import TriopingError
+from trioping._stats import PingStats, StatsAccumulator
 
 from .conftest import requires_raw
 from .conftest import run_cli as shared_run_cli
@@ -162,7 +170,7 @@ def test_generated_targets_follow_fping() -> None:
     assert generate_targets("2001:db8::/126", 10) == ["2001:db8::1", "2001:db8::2", "2001:db8::3"]
     with pytest.raises(TriopingError, match="more than the limit of 100"):
         generate_targets("127.0.0.0/24", 100)
-    assert list(read_targets(iter(["a b", "#c", "", "  d"]))) == ["a", "d"]
+    assert read_targets("a b\n#c\n\n  d\n \t \n  #e f\nx#y z\r\n\x0c g") == ["a", "d", "x#y", "g"]
 
 
 def test_milliseconds_as_fping_prints_them() -> None:
@@ -172,6 +180,30 @@ def test_milliseconds_as_fping_prints_them() -> None:
         "12.3",
         "123",
         "1500",
+    ]
+
+
+def test_summary_lines_as_fping_prints_them() -> None:
+    def stats(host: str, transmitted: int, rtts: tuple[float, ...]) -> PingStats:
+        accumulator = StatsAccumulator(host, host)
+        accumulator.transmitted = transmitted
+        for rtt in rtts:
+            accumulator.add_rtt(rtt)
+        return accumulator.snapshot()
+
+    statistics = [
+        stats("127.0.0.1", 1, (0.00005,)),
+        stats("198.18.5.2", 2, ()),
+        stats("localhost", 3, (0.003, 0.001)),
+        stats("nothing", 0, ()),
+        stats("slow", 1, (0.0123,)),
+    ]
+    assert summary_lines(statistics, 10) == [
+        "127.0.0.1  : xmt/rcv/%loss = 1/1/0%, min/avg/max = 0.050/0.050/0.050",
+        "198.18.5.2 : xmt/rcv/%loss = 2/0/100%",
+        "localhost  : xmt/rcv/%loss = 3/2/33%, min/avg/max = 1.00/2.00/3.00",
+        "nothing    : xmt/rcv/%loss = 0/0/0%",
+        "slow       : xmt/rcv/%loss = 1/1/0%, min/avg/max = 12.3/12.3/12.3",
     ]
 
 

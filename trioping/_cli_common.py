@@ -13,6 +13,9 @@ EXIT_REPLIES = 0
 EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
 
+DEFAULT_MAX_TARGETS = 131072
+"""The largest ``-g`` expansion accepted without ``--max-targets`` (a /15, as fping's limit)."""
+
 
 class UsageError(TriopingError):
     """A command-line mistake that the library would not catch (conflicting flags...)."""
