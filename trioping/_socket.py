@@ -110,9 +110,6 @@ class IcmpSocket:
             raise PermissionDeniedError(
                 f"cannot open a {kind.value} ICMPv{family.value} socket ({detail}): {requirement}"
             ) from exc
-        self.send_unstamped = self._sock.sendto
-        """``send_unstamped(packet, (address, 0))``: what :meth:`send` does with no TTL and no
-        TX stamp, as one C call (the fan-out hot path); raises as :meth:`send` does."""
         try:
             with mapped_os_errors(f"configuring ICMPv{family.value} socket"):
                 self.tx_timestamps = self._configure(options)
@@ -270,8 +267,8 @@ class IcmpSocket:
         retry) and :class:`OSError` for a refused send, which the caller turns into a
         :class:`~trioping.SendError` result for that one probe.
 
-        ``tx_timestamp=False`` (fan-out) sends without a TX stamp, which saves a control
-        message and an error-queue read per probe; None is then returned.
+        ``tx_timestamp=False`` sends without a TX stamp, which saves a control message and an
+        error-queue read per probe; None is then returned.
         """
         if ttl is None:
             if not (tx_timestamp and self.tx_timestamps):

@@ -39,7 +39,6 @@ class Transport:
         )
         self._waiting: trio.CancelScope | None = None
         self._wake_at = math.inf
-        self._sendto = sock.send_unstamped
 
     @property
     def identifier(self) -> int:
@@ -84,12 +83,9 @@ class Transport:
             return unsent
         probe, packet = made
         try:
-            if ttl is None and not tx_timestamp:  # a plain sendto: one C call
-                self._sendto(packet, (target, 0))
-            else:
-                tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
-                if tx_id is not None:
-                    table.await_stamp(probe, tx_id)
+            tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
+            if tx_id is not None:
+                table.await_stamp(probe, tx_id)
         except BlockingIOError:
             table.withdraw(probe)
             return None
