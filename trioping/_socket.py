@@ -260,7 +260,7 @@ class IcmpSocket:
 
     # -- I/O -----------------------------------------------------------------------------
 
-    def send(self, packet: bytes, address: str, *, ttl: int | None, tx_timestamp: bool = True) -> int | None:
+    def send(self, packet: bytes, address: str, ttl: int | None, tx_timestamp: bool = True) -> int | None:
         """Hand *packet* to the kernel now; return the TX timestamp id, if one was asked for.
 
         Raises :class:`BlockingIOError` when the send buffer is full (wait writable and

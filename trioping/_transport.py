@@ -83,7 +83,7 @@ class Transport:
             return unsent
         probe, packet = made
         try:
-            tx_id = self.sock.send(packet, target, ttl=ttl, tx_timestamp=tx_timestamp)
+            tx_id = self.sock.send(packet, target, ttl, tx_timestamp)
             if tx_id is not None:
                 table.await_stamp(probe, tx_id)
         except BlockingIOError:
