@@ -34,7 +34,7 @@ def test_the_readme_library_example_runs() -> None:
     [
         (["examples/fanout_hosts.py", "127.0.0.1", "::1"], "127.0.0.1    3/3 replies"),
         (["examples/subnet_sweep.py", "127.0.9.0/29"], "127.0.9.6"),
-        (["examples/monitor.py", "127.0.0.1", "::1", "--rounds", "2", "--every", "0.1"], "::1 is up"),
+        (["examples/monitor.py", "127.0.0.1", "::1", "--seconds", "0.5", "--every", "0.1"], "::1: "),
     ],
 )
 def test_the_examples_run(argv: list[str], expected: str) -> None:

@@ -152,6 +152,11 @@ class Admission(Generic[H]):
             self.done = True
             self._wake_batch()
 
+    async def admit(self, item: Host, nursery: trio.Nursery) -> None:
+        """Admit one more host, after the iterable (a batch that runs until it is closed)."""
+        if not self._admit_literal(item):
+            await self._admit_name(item, nursery)
+
     async def _wait_for_room(self) -> None:
         while not self.has_room():
             event = self._event = trio.Event()

@@ -32,7 +32,7 @@ from ._packet import Family
 from ._resolve import Host
 from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
 from ._stats import PingStats, ResultsNotKeptError, StatsAccumulator
-from ._table import Probe
+from ._table import Probe, ProbeState
 from ._transport import Transport
 
 _SENDS_PER_CHECKPOINT = 64
@@ -94,7 +94,7 @@ class _Host(StatsAccumulator):
     itself, one object less per host) its running counts.  It is its probes' tag; the batch
     is their owner."""
 
-    __slots__ = ("error", "first_at", "position", "transport")
+    __slots__ = ("error", "first_at", "position", "removed", "transport")
 
     transport: Transport
 
@@ -111,6 +111,7 @@ class _Host(StatsAccumulator):
         self.elapsed = self.first_at = 0.0
         self.position = position
         self.error: TriopingError | None = None
+        self.removed = False
 
 
 class Fanout:
@@ -166,6 +167,7 @@ class Fanout:
         )
         self._host_errors: list[HostError] = []
         self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
         self._consumer: trio.Event | None = None
         self._engine_event: trio.Event | None = None
         self._order = 0
@@ -266,6 +268,34 @@ class Fanout:
             self._admission.wake()
         return item
 
+    def add(self, host: Host) -> None:
+        """Ping *host* too, from now on: a batch made with ``count=None`` (a monitor) takes
+        hosts while it runs.  A name is resolved in the batch's tasks; failing, it becomes a
+        :class:`HostError` item, as in the iterable."""
+        if self._nursery is None or self.finished:
+            raise trio.ClosedResourceError("this batch is not running")
+        self._nursery.start_soon(self._admission.admit, host, self._nursery)
+
+    def remove(self, host: Host) -> int:
+        """Stop pinging *host* (as it was given; every occurrence), forget its probes and its
+        statistics; returns how many were removed.  Needs the per-host records
+        (``keep_statistics``, the default)."""
+        if not self.plan.keep_statistics:
+            raise ResultsNotKeptError("a batch made with keep_statistics=False cannot find its hosts again")
+        name = host if isinstance(host, str) else str(host)
+        removed = [record for record in self._admission.hosts if record.host == name and not record.removed]
+        doomed = {id(record) for record in removed}
+        for record in removed:
+            record.removed = True
+        for transport in self._admission.transports:
+            for probe in [p for p in transport.table.probes.values() if id(p.tag) in doomed]:
+                if probe.owner is self and probe.state is ProbeState.WAITING:
+                    self._outstanding -= 1
+                transport.table.forget(probe)
+        self._admission.hosts[:] = [record for record in self._admission.hosts if not record.removed]
+        self._wake_engine()
+        return len(removed)
+
     async def aclose(self) -> None:
         """Stop sending and forget this batch's probes."""
         self._stop()
@@ -335,6 +365,7 @@ class Fanout:
             with self._scope:
                 self._started_at = trio.current_time()
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(self._admission.feed, self._source, nursery)
                     task_status.started()
                     await self._engine()
@@ -361,6 +392,8 @@ class Fanout:
     # -- the engine: pacing and sending --------------------------------------------------------
 
     def _complete(self) -> bool:
+        if self.plan.count is None:
+            return False  # probes every host until it is closed
         admission = self._admission
         idle = not (admission.ready or self._repeats or self._outstanding)
         return idle and admission.done and not admission.resolving
@@ -387,6 +420,8 @@ class Fanout:
                         break
                 if repeats and repeats[0][0] <= now:
                     due, order, host = heapq.heappop(repeats)
+                    if host.removed:
+                        continue
                     if not self._send(host, now):
                         heapq.heappush(repeats, (due, order, host))
                         await host.transport.sock.wait_writable()
@@ -394,7 +429,9 @@ class Fanout:
                         continue
                 elif ready:
                     host = ready.popleft()
-                    if count > 1:  # the repeats' schedule starts here (a float a host, else)
+                    if host.removed:
+                        continue
+                    if count != 1:  # the repeats' schedule starts here (a float a host, else)
                         host.first_at = now
                     if not self._send(host, now):
                         ready.appendleft(host)
@@ -439,7 +476,7 @@ class Fanout:
             return False
         host.transmitted = index + 1
         self._sent += 1
-        if index + 1 < plan.count:
+        if plan.count is None or index + 1 < plan.count:
             self._order += 1
             heapq.heappush(self._repeats, (host.first_at + (index + 1) * plan.interval, self._order, host))
         return True

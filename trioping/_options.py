@@ -136,7 +136,7 @@ def stream_plan(
 class FanoutPlan:
     """What a :class:`Fanout` will do, checked."""
 
-    count: int
+    count: int | None
     interval: float
     rate: float | None
     timeout: float
@@ -151,7 +151,7 @@ class FanoutPlan:
 
 def fanout_plan(
     *,
-    count: int,
+    count: int | None,
     interval: float,
     rate: float | None,
     timeout: float,
@@ -165,7 +165,7 @@ def fanout_plan(
 ) -> FanoutPlan:
     wanted_family = parse_family(family)
     return FanoutPlan(
-        count=check_positive("count", count),
+        count=check_count(count, allow_none=True),
         interval=check_seconds("interval", interval, allow_zero=True),
         rate=check_rate(rate),
         timeout=check_seconds("timeout", timeout, allow_zero=False),

@@ -240,7 +240,7 @@ class Pinger:
         self,
         hosts: Iterable[Host] | AsyncIterable[Host],
         *,
-        count: int = 1,
+        count: int | None = 1,
         interval: float = DEFAULT_INTERVAL,
         rate: float | None = DEFAULT_RATE,
         timeout: float = DEFAULT_TIMEOUT,
@@ -254,7 +254,9 @@ class Pinger:
     ) -> FanoutContext:
         """Ping many *hosts* (any iterable, lazy or async) *count* times each, as
         ``async with pinger.fanout(hosts) as batch: async for item in batch: ...``; results
-        stream as they arrive.  See :class:`~trioping.Fanout`.
+        stream as they arrive.  See :class:`~trioping.Fanout`.  ``count=None`` probes every
+        host every *interval* until the block ends, hosts added (``batch.add``) and removed
+        (``batch.remove``) as it runs: the way to monitor many hosts.
 
         *rate* paces the whole batch in probes per second (None: as fast as the socket
         takes them); *interval* separates the probes to one host; each probe waits up to
@@ -287,7 +289,7 @@ class Pinger:
         nursery: trio.Nursery,
         hosts: Iterable[Host] | AsyncIterable[Host],
         *,
-        count: int = 1,
+        count: int | None = 1,
         interval: float = DEFAULT_INTERVAL,
         rate: float | None = DEFAULT_RATE,
         timeout: float = DEFAULT_TIMEOUT,

@@ -1,0 +1,81 @@
+"""Monitoring many hosts: a batch with ``count=None`` probes every host at its interval until
+its block ends, with hosts added and removed while it runs, in constant memory."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import trio
+
+import trioping
+from trioping import HostError, HostResult, Reply
+
+from .conftest import requires_raw
+
+pytestmark = requires_raw
+
+HOSTS = ["127.4.0.1", "127.4.0.2", "::1"]
+
+
+async def take(batch: trioping.Fanout, seconds: float) -> list[HostResult]:
+    items: list[HostResult] = []
+    with trio.move_on_after(seconds):
+        async for item in batch:
+            assert isinstance(item, HostResult)
+            items.append(item)
+    return items
+
+
+async def test_every_host_is_probed_at_its_interval_until_the_block_ends() -> None:
+    async with trioping.open_pinger() as pinger:
+        async with pinger.fanout(HOSTS, count=None, interval=0.02, timeout=0.5) as batch:
+            items = await take(batch, 0.3)
+            statistics = {s.host: s for s in batch.statistics}
+        sent = batch.progress.sent
+        await trio.sleep(0.05)
+        assert batch.progress.sent == sent  # nothing after the block
+    per_host = Counter(item.host for item in items)
+    assert set(per_host) == set(HOSTS)
+    assert all(6 <= n <= 20 for n in per_host.values()), per_host
+    for host in HOSTS:
+        indexes = [item.result.probe_index for item in items if item.host == host]
+        assert indexes == list(range(len(indexes)))  # every probe answered, in order
+        assert all(isinstance(item.result, Reply) for item in items if item.host == host)
+        assert statistics[host].received >= len(indexes)
+        assert statistics[host].loss == 0.0 or statistics[host].transmitted > statistics[host].received
+
+
+async def test_hosts_are_added_and_removed_while_it_runs() -> None:
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.fanout(HOSTS[:2], count=None, interval=0.02, timeout=0.5) as batch,
+    ):
+        before = await take(batch, 0.1)
+        batch.add("::1")
+        batch.add("nonexistent.invalid")
+        assert batch.remove("127.4.0.1") == 1
+        assert batch.remove("127.4.0.9") == 0
+        rest: list[trioping.FanoutItem] = []
+        with trio.move_on_after(0.15):
+            async for item in batch:
+                rest.append(item)
+        hosts_now = [s.host for s in batch.statistics]
+    assert {item.host for item in before} == {"127.4.0.1", "127.4.0.2"}
+    results = [item for item in rest if isinstance(item, HostResult)]
+    assert {item.host for item in results} == {"127.4.0.2", "::1"}
+    assert [item.host for item in rest if isinstance(item, HostError)] == ["nonexistent.invalid"]
+    assert hosts_now == ["127.4.0.2", "::1"]  # the removed host's statistics are gone
+    assert next(item.position for item in results if item.host == "::1") in (2, 3)  # after the iterable's
+
+
+async def test_a_monitor_keeps_its_tables_small() -> None:
+    """Probes are forgotten one timeout past their deadline: the table holds what a couple of
+    timeouts at this rate send, however long the monitor runs."""
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.fanout(HOSTS[:2], count=None, interval=0.005, timeout=0.05) as batch,
+    ):
+        await take(batch, 0.6)
+        sizes = [len(t.table.probes) for t in pinger._transports.values()]
+    assert batch.progress.sent > 150
+    assert max(sizes) < 2 * 2 * 0.05 / 0.005 + 10
