@@ -277,7 +277,7 @@ async def _run_a_batch_without_statistics(live_hosts: Callable[[], int]) -> None
     async with trioping.open_pinger() as pinger:
         async with pinger.fanout(loopback(300), rate=None, timeout=0.2, keep_statistics=False) as batch:
             items = [item async for item in batch]
-        await trio.sleep(0.5)  # past every probe's deadline and its lingering time
+        await trio.sleep(1.3)  # past every probe's deadline and its lingering time
         assert live_hosts() == 0
         assert batch.progress.hosts == 300
         with pytest.raises(trioping.ResultsNotKeptError):

@@ -44,6 +44,9 @@ from ._packet import (
 from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, RttClock, SendError, Timeout
 
 SEQUENCE_SPACE = 0x10000
+MIN_LINGER = 1.0
+"""Seconds a probe is kept past its deadline at least (else one timeout), to tell late and
+duplicate replies from strays."""
 
 
 class ProbeState(enum.Enum):
@@ -166,9 +169,10 @@ class ProbeTable:
     *identifier* is the echo identifier on the wire (the kernel's, for a Linux datagram
     socket, which also delivers only replies carrying it: *kernel_owns_identifier*);
     *delivers_ip_header* says whether received IPv4 datagrams start with their IP header
-    (raw sockets).  A probe stays in the table for one timeout after its deadline, so late
-    and duplicate replies are still told apart, then it is forgotten: the table's size is
-    bounded by the send rate times twice the timeout, however long it runs.
+    (raw sockets).  A probe stays in the table one timeout (at least :data:`MIN_LINGER`)
+    after its deadline, so late and duplicate replies are still told apart, then it is
+    forgotten: the table's size is bounded by the send rate times that time plus the
+    timeout, however long it runs.
     """
 
     def __init__(
@@ -290,13 +294,15 @@ class ProbeTable:
             if queue[0].deadline < wake:
                 wake = queue[0].deadline
         for timeout, queue in self._lingering.items():
-            if queue[0].deadline + timeout < wake:
-                wake = queue[0].deadline + timeout
+            forget_at = queue[0].deadline + (timeout if timeout > MIN_LINGER else MIN_LINGER)
+            if forget_at < wake:
+                wake = forget_at
         return wake
 
     def expire(self, now: float) -> list[Delivery]:
         """Declare lost the probes still waiting at their deadline, and forget those kept
-        one timeout past it.  Returns the :class:`Timeout` results to deliver."""
+        one timeout (at least :data:`MIN_LINGER`) past it.  Returns the :class:`Timeout`
+        results to deliver."""
         expired: list[Delivery] = []
         for timeout, queue in list(self._timed.items()):
             lingering = self._lingering.get(timeout)
@@ -315,7 +321,8 @@ class ProbeTable:
                 del self._timed[timeout]
         probes = self.probes
         for timeout, queue in list(self._lingering.items()):
-            while queue and queue[0].deadline + timeout <= now:
+            linger = timeout if timeout > MIN_LINGER else MIN_LINGER  # next_deadline's sum, exactly
+            while queue and queue[0].deadline + linger <= now:
                 probe = queue.popleft()
                 if probe.state is not _FORGOTTEN:  # what forget() does, without a call each
                     key = (probe.target, probe.sequence)
