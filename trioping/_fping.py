@@ -1,0 +1,681 @@
+"""``trioping-fping``: fping 5.1's command line and output, pinging with trioping.
+
+SmokePing, Zabbix, LibreNMS and many scripts run fping and parse what it prints; this
+command prints the same lines (``is alive``, count mode's per-probe lines and ``xmt/rcv``
+summaries, ``-C`` value lists, ``-Q`` interval blocks, ``-s`` statistics, ``-o`` outage,
+ICMP error and duplicate lines) with fping's exit codes, so they can use it unchanged.
+What trioping knows beyond fping (late, corrupted or spoofed replies, RTT clocks) never
+changes those lines: ``--json`` prints it instead.
+
+Counting follows fping: a probe counts as sent once it has its verdict (reply or
+timeout), so a summary never shows a probe in flight as lost; a reply later than the
+probe's timeout is dropped (trioping reports it as a late reply, in ``--json`` only);
+duplicates are printed only where fping prints them (default mode and ``-q``).  Where
+trioping is stricter, fping's lines change by what it no longer counts: a reply with a bad
+checksum or altered payload is not a reply.
+
+How the schedule differs from fping's (``-i`` is the minimum gap between any two probes,
+as a rate for the whole run; ``-p`` the gap between probes to one target):
+
+* Default mode retries (``-r``, ``-B``) go in rounds: round *k* pings every target still
+  unanswered, each waiting ``-t`` times ``-B`` to the *k*; fping starts a target's retry as
+  soon as that target times out.  With ``-i`` small against ``-t`` (the usual case) the
+  two are the same; with many targets and a large ``-i``, a round ends before the next
+  begins, so a dead target's retries start later than under fping.
+* A reply to an earlier try that comes after that try's timeout is not counted (fping
+  counts it if it is within the later try's longer timeout).
+* An ICMP error ends its probe at once (fping prints the error line and waits for the
+  timeout); the probe's ``timed out`` line and counts are the same.  fping 5.1 never
+  prints ICMPv6 errors (its decoder looks for an IPv4 echo in them); neither does this
+  command, except in ``--json``.
+* ``-N`` (netdata) is not supported; ``-R`` is accepted and changes nothing (trioping's
+  payload is a pattern with a token, never all zeros); ``-T`` is ignored, as by fping.
+
+RTTs come from kernel receive timestamps (see ``trioping.RttClock``), as fping's do.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+import trio
+
+from . import (
+    Family,
+    HostError,
+    HostResult,
+    IcmpError,
+    InvalidArgumentError,
+    LateReply,
+    Pinger,
+    Reply,
+    ResolutionError,
+    SendError,
+    Timeout,
+    TriopingError,
+    __version__,
+    open_pinger,
+    resolve,
+)
+from ._cli_common import run_interruptibly
+from ._cli_fanout import _V4_OTHER, _V4_UNREACHABLE, fping_ms
+from ._fping_options import EXIT_SYSTEM, EXIT_USAGE, PROG, FpingExit, FpingOptions, generate, parse_args
+
+EXIT_ALL_ALIVE = 0
+EXIT_SOME_UNREACHABLE = 1
+EXIT_NO_ADDRESS = 2
+
+_LOOP_COUNT = (1 << 31) - 1
+"""Probes per target in loop mode: "forever" (68 years at one a second)."""
+_RESOLVE_CONCURRENCY = 32
+
+
+class _Target:
+    """One target's counts, as fping keeps them (``_i``: since the last ``-Q`` report)."""
+
+    __slots__ = (
+        "address",
+        "family",
+        "host",
+        "max",
+        "max_i",
+        "min",
+        "min_i",
+        "recv",
+        "recv_i",
+        "recv_total",
+        "resp",
+        "sent",
+        "sent_i",
+        "total",
+        "total_i",
+    )
+
+    def __init__(self, host: str, address: str, family: Family) -> None:
+        self.host = host
+        self.address = address
+        self.family = family
+        self.sent = self.recv = self.recv_total = self.sent_i = self.recv_i = 0
+        self.min = self.max = self.total = self.min_i = self.max_i = self.total_i = 0.0
+        self.resp: dict[int, float] | None = None
+
+
+class _Run:
+    """The state of one run: options, targets, global counters for ``-s``, output buffers."""
+
+    def __init__(self, opts: FpingOptions, out: TextIO, err: TextIO) -> None:
+        self.opts = opts
+        self.out = out
+        self.err = err
+        self.lines: list[str] = []
+        self.targets: list[_Target] = []
+        self.width = 0
+        self.noaddress = 0
+        self.alive = 0
+        self.timeouts = 0
+        self.pings_sent = 0
+        self.replies_received = 0
+        self.other_icmp = 0
+        self.rtt_min = self.rtt_max = self.rtt_sum = 0.0
+        self.rtt_count = 0
+        self.started = time.time()
+        counting = opts.count is not None
+        # fping's flags after its option checks: -a/-u/-x silence "is alive"; count and
+        # loop modes print per-probe lines unless quiet, and never names.
+        verbose = not (opts.quiet or opts.alive or opts.unreachable or opts.reachable)
+        self.per_recv = (counting and verbose) or (opts.loop and not opts.report_interval_s)
+        self.verbose = verbose and not counting and not opts.loop
+        self.show_alive = opts.alive and not counting and not opts.loop
+        self.show_unreachable = opts.unreachable and not counting and not opts.loop
+        self.report_all = opts.report_all and not opts.loop
+        self.period_ms = opts.period_ms
+
+    # -- output -------------------------------------------------------------------------
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+        if len(self.lines) >= 1024:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            self.out.write("\n".join(self.lines) + "\n")
+            self.lines.clear()
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        """A line on stderr, after what stdout holds so far (fping's stdout is line-buffered)."""
+        self.flush()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def warning(self, text: str) -> None:
+        """fping's ``print_warning``: stderr unless ``-q``."""
+        if not self.opts.quiet:
+            self.error(text)
+
+    # -- results ------------------------------------------------------------------------
+
+    def handle(self, item: HostResult, target: _Target) -> bool:
+        """Count and print one result; True if it is the probe's loss (a retry is due)."""
+        result = item.result
+        kind = type(result)
+        if kind is Reply:
+            assert isinstance(result, Reply)
+            target.recv_total += 1
+            self.replies_received += 1
+            if result.duplicate:
+                if not self.per_recv:
+                    rtt = fping_ms(result.rtt)
+                    line = f"{target.host} : duplicate for [{result.index}], {result.size} bytes, {rtt} ms"
+                    self.error(line + self._from(result, target))
+                return False
+            self._reply(result, target)
+            return False
+        if kind is LateReply:
+            target.recv_total += 1
+            self.replies_received += 1
+            return False
+        if kind is Timeout or kind is IcmpError:
+            if kind is IcmpError:
+                assert isinstance(result, IcmpError)
+                self._icmp_error(result, target)
+            assert isinstance(result, (Timeout, IcmpError))
+            self._lost(result.index, target)
+            return True
+        if kind is SendError:
+            assert isinstance(result, SendError)
+            self.pings_sent += 1
+            target.sent += 1
+            target.sent_i += 1
+            if self.verbose:
+                self.warning(f"{target.host}: error while sending ping: {result.message}")
+            return False
+        return False  # InvalidReply: not a reply (fping would have counted it)
+
+    def _from(self, reply: Reply, target: _Target) -> str:
+        return "" if reply.source == target.address else f" [<- {reply.source}]"
+
+    def _reply(self, reply: Reply, target: _Target) -> None:
+        self.pings_sent += 1
+        rtt = reply.rtt
+        target.sent += 1
+        target.sent_i += 1
+        target.recv += 1
+        target.recv_i += 1
+        if target.recv == 1 or rtt > target.max:
+            target.max = rtt
+        if target.recv == 1 or rtt < target.min:
+            target.min = rtt
+        if target.recv_i == 1 or rtt > target.max_i:
+            target.max_i = rtt
+        if target.recv_i == 1 or rtt < target.min_i:
+            target.min_i = rtt
+        target.total += rtt
+        target.total_i += rtt
+        if target.resp is not None:
+            target.resp[reply.index] = rtt
+        if self.rtt_count == 0 or rtt > self.rtt_max:
+            self.rtt_max = rtt
+        if self.rtt_count == 0 or rtt < self.rtt_min:
+            self.rtt_min = rtt
+        self.rtt_sum += rtt
+        self.rtt_count += 1
+        if target.recv == 1:
+            self.alive += 1
+            if self.verbose or self.show_alive:
+                text = f"{target.host} is alive" if self.verbose else target.host
+                if self.opts.elapsed:
+                    text += f" ({fping_ms(rtt)} ms)"
+                self.line(text)
+                if reply.source != target.address:
+                    self.error(f" [<- {reply.source}]")
+        if self.per_recv:
+            prefix = f"[{time.time():.5f}] " if self.opts.timestamp else ""
+            loss = (target.sent - target.recv) * 100 // target.sent
+            self.line(
+                f"{prefix}{target.host:<{self.width}} : [{reply.index}], {reply.size} bytes, {fping_ms(rtt)} ms"
+                f" ({fping_ms(target.total / target.recv)} avg, {loss}% loss)"
+            )
+            if reply.source != target.address:
+                self.error(f" [<- {reply.source}]")
+
+    def _lost(self, index: int, target: _Target) -> None:
+        self.pings_sent += 1
+        self.timeouts += 1
+        target.sent += 1
+        target.sent_i += 1
+        if self.per_recv:
+            prefix = f"[{time.time():.5f}] " if self.opts.timestamp else ""
+            avg = fping_ms(target.total / target.recv) if target.recv else "NaN"
+            loss = (target.sent - target.recv) * 100 // target.sent
+            self.line(f"{prefix}{target.host:<{self.width}} : [{index}], timed out ({avg} avg, {loss}% loss)")
+
+    def _icmp_error(self, error: IcmpError, target: _Target) -> None:
+        self.other_icmp += 1
+        if error.family is not Family.V4:
+            return  # fping 5.1 does not recognise ICMPv6 errors as its own (see module doc)
+        if error.icmp_type == 3:
+            known = error.code < len(_V4_UNREACHABLE)
+            text = _V4_UNREACHABLE[error.code] if known else "ICMP Unreachable (Invalid Code)"
+        else:
+            text = _V4_OTHER.get(error.icmp_type, f"ICMP {error.icmp_type}")
+        self.warning(f"{text} from {error.source} for ICMP Echo sent to {target.host}")
+
+    # -- reports ------------------------------------------------------------------------
+
+    def splits(self) -> None:
+        """``-Q`` and SIGQUIT: counts since the last report, under a ``[hh:mm:ss]`` header."""
+        lines = [""] if self.verbose or self.per_recv else []
+        lines.append(time.strftime("[%H:%M:%S]", time.localtime()))
+        for target in self.targets:
+            text = f"{target.host:<{self.width}} :"
+            text += self._counts(target.sent_i, target.recv_i)
+            if target.recv_i:
+                text += self._min_avg_max(target.min_i, target.total_i / target.recv_i, target.max_i)
+            lines.append(text)
+            target.sent_i = target.recv_i = 0
+            target.min_i = target.max_i = target.total_i = 0.0
+        self.error("\n".join(lines))
+
+    def _counts(self, sent: int, recv: int) -> str:
+        loss = (sent - recv) * 100 // sent if sent else 0
+        text = f" xmt/rcv/%loss = {sent}/{recv}/{loss}%"
+        if self.opts.outage:
+            text += f", outage(ms) = {int((sent - recv) * self.period_ms)}"
+        return text
+
+    @staticmethod
+    def _min_avg_max(low: float, avg: float, high: float) -> str:
+        return f", min/avg/max = {fping_ms(low)}/{fping_ms(avg)}/{fping_ms(high)}"
+
+    def finish(self) -> int:
+        """fping's ``finish``: unreachable targets, summaries, ``-s``, ``-x``, exit status."""
+        ended = time.time()
+        unreachable = 0
+        for target in self.targets:
+            if not target.recv:
+                unreachable += 1
+                if self.verbose:
+                    self.line(f"{target.host} is unreachable")
+                elif self.show_unreachable:
+                    self.line(target.host)
+        self.flush()
+        if self.opts.count is not None or self.opts.loop:
+            self._per_target_stats()
+        if self.opts.stats:
+            self._global_stats(unreachable, ended - self.started)
+        if self.opts.reachable:
+            reachable = len(self.targets) - unreachable
+            enough = reachable >= self.opts.reachable
+            self.line(
+                f"{'Enough' if enough else 'Not enough'} hosts reachable"
+                f" (required: {self.opts.reachable}, reachable: {reachable})"
+            )
+            self.flush()
+            return EXIT_ALL_ALIVE if enough else EXIT_SOME_UNREACHABLE
+        if self.noaddress:
+            return EXIT_NO_ADDRESS
+        return EXIT_ALL_ALIVE if self.alive == len(self.targets) else EXIT_SOME_UNREACHABLE
+
+    def _per_target_stats(self) -> None:
+        lines = [""] if self.verbose or self.per_recv else []
+        width = self.width
+        for target in self.targets:
+            text = f"{target.host:<{width}} :"
+            if self.report_all:
+                resp = target.resp or {}
+                values = [fping_ms(resp[j]) if j in resp else "-" for j in range(target.sent)]
+                text += "".join(" " + value for value in values)
+            else:
+                text += self._counts(target.sent, target.recv)
+                if target.recv:
+                    text += self._min_avg_max(target.min, target.total / target.recv, target.max)
+            lines.append(text)
+        self.error("\n".join(lines))
+
+    def _global_stats(self, unreachable: int, elapsed: float) -> None:
+        count = self.rtt_count
+        avg = self.rtt_sum / count if count else 0.0
+        self.error(
+            "\n".join(
+                [
+                    "",
+                    f" {len(self.targets):7d} targets",
+                    f" {self.alive:7d} alive",
+                    f" {unreachable:7d} unreachable",
+                    f" {self.noaddress:7d} unknown addresses",
+                    "",
+                    f" {self.timeouts:7d} timeouts (waiting for response)",
+                    f" {self.pings_sent:7d} ICMP Echos sent",
+                    f" {self.replies_received:7d} ICMP Echo Replies received",
+                    f" {self.other_icmp:7d} other ICMP received",
+                    "",
+                    f" {fping_ms(self.rtt_min)} ms (min round trip time)",
+                    f" {fping_ms(avg)} ms (avg round trip time)",
+                    f" {fping_ms(self.rtt_max)} ms (max round trip time)",
+                    f" {elapsed:12.3f} sec (elapsed real time)",
+                    "",
+                ]
+            )
+        )
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+def read_target_lines(lines: Iterable[str]) -> list[str]:
+    """fping's target file: the first word of each line; blank lines and ``#`` comments skipped."""
+    targets = []
+    for line in lines:
+        words = line.split(None, 1)
+        if words and not words[0].startswith("#"):
+            targets.append(words[0])
+    return targets
+
+
+def _target_names(opts: FpingOptions, stdin: TextIO) -> list[str]:
+    if opts.generate:
+        return generate(opts.targets)
+    if opts.targets:
+        return opts.targets
+    name = opts.file or "-"
+    if name == "-":
+        return read_target_lines(stdin)
+    try:
+        with open(name, encoding="utf-8", errors="replace") as handle:
+            return read_target_lines(handle)
+    except OSError as exc:
+        raise FpingExit(f"{PROG}: cannot read {name}: {exc.strerror or exc}", EXIT_SYSTEM) from None
+
+
+def _literal(name: str) -> tuple[str, Family] | None:
+    try:
+        socket.inet_pton(socket.AF_INET, name)
+    except OSError:
+        pass
+    else:
+        return name, Family.V4
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, name)
+    except OSError:
+        return None
+    return socket.inet_ntop(socket.AF_INET6, packed), Family.V6
+
+
+async def _resolve_all(run: _Run, names: list[str]) -> None:
+    """Addresses and display names for every target, in input order, as fping's ``add_name``
+    does before it pings: literals without a lookup, names ``32`` at a time."""
+    opts = run.opts
+    wanted = None if opts.family is None else (Family.V4 if opts.family == 4 else Family.V6)
+    literals = [_literal(name) for name in names]
+    plain = not (opts.addr or opts.name or opts.rdns or opts.all_addresses)
+    if plain and wanted is None and None not in literals:  # the fast path: only address literals
+        pairs = zip(names, literals, strict=True)
+        run.targets = [_Target(name, *literal) for name, literal in pairs if literal is not None]
+        return
+    found: list[list[tuple[str, Family]] | str] = [[]] * len(names)
+    limiter = trio.CapacityLimiter(_RESOLVE_CONCURRENCY)
+
+    async def lookup(position: int) -> None:
+        async with limiter:
+            found[position] = await _addresses(names[position], wanted, opts.all_addresses)
+
+    async with trio.open_nursery() as nursery:
+        for position, (name, literal) in enumerate(zip(names, literals, strict=True)):
+            if literal is None:
+                nursery.start_soon(lookup, position)
+            elif wanted is not None and literal[1] is not wanted:
+                found[position] = f"{name}: Address family for hostname not supported"
+            else:
+                found[position] = [literal]
+    for name, entry in zip(names, found, strict=True):
+        if isinstance(entry, str):
+            run.noaddress += 1
+            run.warning(entry)
+            continue
+        for address, family in entry:
+            run.targets.append(_Target(await _display(opts, name, address), address, family))
+
+
+async def _addresses(name: str, wanted: Family | None, every: bool) -> list[tuple[str, Family]] | str:
+    """A name's address (every address with ``-m``), or fping's line for a failed lookup."""
+    try:
+        if not every:
+            return [await resolve(name, wanted)]
+        af = socket.AF_UNSPEC if wanted is None else wanted.address_family
+        infos = await trio.socket.getaddrinfo(name, None, af, socket.SOCK_RAW)
+    except ResolutionError as exc:
+        return f"{name}: {exc.reason}"
+    except (InvalidArgumentError, socket.gaierror, UnicodeError) as exc:
+        text = str(exc.strerror if isinstance(exc, socket.gaierror) else exc)
+        return text if text.startswith(f"{name}:") else f"{name}: {text}"
+    addresses: list[tuple[str, Family]] = []
+    for info_family, _type, _proto, _canon, sockaddr in infos:
+        family = Family.V4 if info_family == socket.AF_INET else Family.V6
+        entry = (str(sockaddr[0]), family)
+        if entry not in addresses:
+            addresses.append(entry)
+    return addresses or f"{name}: Name or service not known"
+
+
+async def _display(opts: FpingOptions, name: str, address: str) -> str:
+    """fping's printed name: as given; ``-A`` the address; ``-n`` (for literals) and ``-d``
+    the reverse-DNS name; ``-A`` with either, ``name (address)``."""
+    shown = name
+    if opts.rdns or (opts.name and _literal(name) is not None):
+        try:
+            shown, _port = await trio.socket.getnameinfo((address, 0), 0)
+        except OSError:
+            shown = name
+    if opts.addr:
+        return f"{shown} ({address})" if opts.rdns or opts.name else address
+    return shown
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+async def _ping(run: _Run, scope: trio.CancelScope) -> None:
+    opts = run.opts
+    targets = run.targets
+    counting = opts.count is not None
+    for target in targets:
+        if run.report_all:
+            target.resp = {}
+    rate = 1000.0 / opts.interval_ms if opts.interval_ms > 0 else None
+    timeout = max(opts.timeout_s, 1e-6)  # fping's -p 0 in count mode waits 0 ms: nothing is in time
+    async with open_pinger(
+        source=opts.source, interface=opts.interface, tos=opts.tos, pmtu="do" if opts.dontfrag else None
+    ) as pinger:
+        for family in {target.family for target in targets}:
+            try:
+                pinger.socket_kind(family)
+            except TriopingError as exc:
+                raise FpingExit(f"{PROG}: {exc}", EXIT_SYSTEM) from None
+        with scope:
+            async with trio.open_nursery() as nursery:
+                if (counting or opts.loop) and opts.report_interval_s > 0:
+                    nursery.start_soon(_report_every, run, opts.report_interval_s)
+                nursery.start_soon(_report_on_sigquit, run)
+                if counting or opts.loop:
+                    count = opts.count if opts.count is not None else _LOOP_COUNT
+                    await _batch(run, pinger, targets, count, opts.period_ms / 1e3, rate, timeout)
+                else:
+                    pending = targets
+                    for attempt in range(min(opts.retry, 1 << 16) + 1):
+                        if not pending:
+                            break
+                        wait = timeout * opts.backoff**attempt
+                        pending = await _batch(run, pinger, pending, 1, 0.0, rate, wait)
+                nursery.cancel_scope.cancel()
+
+
+async def _batch(
+    run: _Run,
+    pinger: Pinger,
+    targets: list[_Target],
+    count: int,
+    interval: float,
+    rate: float | None,
+    wait: float,
+) -> list[_Target]:
+    """One fan-out over *targets*, each probe waiting *wait* seconds; returns the targets
+    whose probe was lost (to retry)."""
+    opts = run.opts
+    lost: list[_Target] = []
+    batch = pinger.fanout(
+        [target.address for target in targets],
+        count=count,
+        interval=interval,
+        rate=rate,
+        timeout=wait,
+        size=opts.size,
+        ttl=opts.ttl,
+    )
+    handle = run.handle
+    json_out = run.json_lines if isinstance(run, _JsonRun) else None
+    async with batch:
+        async for item in batch:
+            if type(item) is HostError:
+                target = targets[item.position]
+                run.warning(f"{target.host}: {item.error}")
+                continue
+            assert isinstance(item, HostResult)
+            target = targets[item.position]
+            if json_out is not None:
+                json_out(item, target)
+            elif handle(item, target) and not target.recv:
+                lost.append(target)
+            if not batch.queued:
+                run.flush()
+    if json_out is not None:
+        lost = [target for target in targets if not target.recv]
+    return lost
+
+
+async def _report_every(run: _Run, seconds: float) -> None:
+    next_report = trio.current_time() + seconds
+    while True:
+        await trio.sleep_until(next_report)
+        run.splits()
+        now = trio.current_time()
+        while next_report <= now:
+            next_report += seconds
+
+
+async def _report_on_sigquit(run: _Run) -> None:
+    with trio.open_signal_receiver(signal.SIGQUIT) as signals:
+        async for _ in signals:
+            run.splits()
+
+
+async def main_async(opts: FpingOptions, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    names = _target_names(opts, stdin)
+    run = _JsonRun(opts, out, err) if opts.json else _Run(opts, out, err)
+    await _resolve_all(run, names)
+    if not run.targets:
+        run.flush()
+        return EXIT_NO_ADDRESS if run.noaddress else EXIT_USAGE
+    run.width = max(len(target.host) for target in run.targets)
+    if opts.interface is not None:
+        try:
+            socket.if_nametoindex(opts.interface)
+        except OSError:
+            raise FpingExit(f"{PROG}: -I {opts.interface}: no such network interface", EXIT_USAGE) from None
+
+    async def body(scope: trio.CancelScope) -> int:
+        await _ping(run, scope)
+        return 0
+
+    await run_interruptibly(body)
+    return run.finish()
+
+
+class _JsonRun(_Run):
+    """``--json``: every result and every target's counts as JSON lines on stdout."""
+
+    def json_lines(self, item: HostResult, target: _Target) -> None:
+        from ._json import dumps, result_object
+
+        self.handle_quietly(item, target)
+        self.line(dumps(result_object(item.result, target.host, time.time())))
+
+    def handle_quietly(self, item: HostResult, target: _Target) -> None:
+        per_recv, verbose, alive = self.per_recv, self.verbose, self.show_alive
+        self.per_recv = self.verbose = self.show_alive = False
+        quiet = self.opts.quiet
+        self.opts.quiet = True
+        try:
+            self.handle(item, target)
+        finally:
+            self.per_recv, self.verbose, self.show_alive, self.opts.quiet = per_recv, verbose, alive, quiet
+
+    def finish(self) -> int:
+        from ._json import dumps
+
+        status = _exit_status(self)
+        for target in self.targets:
+            loss = (target.sent - target.recv) * 100 / target.sent if target.sent else 0.0
+            self.line(
+                dumps(
+                    {
+                        "type": "summary",
+                        "host": target.host,
+                        "target": target.address,
+                        "transmitted": target.sent,
+                        "received": target.recv,
+                        "duplicates": target.recv_total - target.recv,
+                        "loss_percent": round(loss, 6),
+                        "rtt_min_ms": round(target.min * 1e3, 6) if target.recv else None,
+                        "rtt_avg_ms": round(target.total / target.recv * 1e3, 6) if target.recv else None,
+                        "rtt_max_ms": round(target.max * 1e3, 6) if target.recv else None,
+                    }
+                )
+            )
+        self.flush()
+        return status
+
+    def splits(self) -> None:
+        pass
+
+
+def _exit_status(run: _Run) -> int:
+    reachable = sum(1 for target in run.targets if target.recv)
+    if run.opts.reachable:
+        return EXIT_ALL_ALIVE if reachable >= run.opts.reachable else EXIT_SOME_UNREACHABLE
+    if run.noaddress:
+        return EXIT_NO_ADDRESS
+    return EXIT_ALL_ALIVE if reachable == len(run.targets) else EXIT_SOME_UNREACHABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: parse, ping, print; one line on stderr and fping's status on a mistake."""
+    args = sys.argv[1:] if argv is None else argv
+    out, err = sys.stdout, sys.stderr
+    try:
+        opts = parse_args(args, __version__)
+        return trio.run(main_async, opts, out, err, sys.stdin)
+    except FpingExit as exc:
+        (out if exc.stdout else err).write(exc.message + "\n")
+        return exc.status
+    except TriopingError as exc:
+        err.write(f"{PROG}: {exc}\n")
+        return EXIT_SYSTEM
+    except KeyboardInterrupt:
+        return EXIT_SOME_UNREACHABLE
+    except BrokenPipeError:
+        return EXIT_SOME_UNREACHABLE
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["main", "run"]
