@@ -119,6 +119,7 @@ class _Run:
         self.show_unreachable = opts.unreachable and not counting and not opts.loop
         self.report_all = opts.report_all and not opts.loop
         self.period_ms = opts.period_ms
+        self.wait = opts.timeout_s
 
     # -- output -------------------------------------------------------------------------
 
@@ -154,6 +155,9 @@ class _Run:
             assert isinstance(result, Reply)
             target.recv_total += 1
             self.replies_received += 1
+            if result.rtt > self.wait and not result.duplicate:
+                self._lost(result.index, target)  # fping drops a reply later than -t (fping -c2 -p0)
+                return True
             if result.duplicate:
                 if not self.per_recv:
                     rtt = fping_ms(result.rtt)
@@ -490,7 +494,7 @@ async def _ping(run: _Run, scope: trio.CancelScope) -> None:
         if run.report_all:
             target.resp = {}
     rate = 1000.0 / opts.interval_ms if opts.interval_ms > 0 else None
-    timeout = max(opts.timeout_s, 1e-6)  # fping's -p 0 in count mode waits 0 ms: nothing is in time
+    timeout = max(opts.timeout_s, 1e-6)  # fping's -c2 -p0 waits 0 ms: no reply is in time (see handle)
     async with open_pinger(
         source=opts.source, interface=opts.interface, tos=opts.tos, pmtu="do" if opts.dontfrag else None
     ) as pinger:
@@ -539,6 +543,7 @@ async def _batch(
         size=opts.size,
         ttl=opts.ttl,
     )
+    run.wait = wait
     handle = run.handle
     json_out = run.json_lines if isinstance(run, _JsonRun) else None
     async with batch:

@@ -489,6 +489,7 @@ Output options:
    -s, --stats        print final stats
    -u, --unreach      show targets that are unreachable
    -v, --version      show version
+   -h, --help         show this help
    -x, --reachable=N  shows if >=N hosts are reachable or not
        --json         trioping's own: every result and per-target summary as JSON lines
                       (late, invalid and duplicate replies, ICMP errors, RTT clocks)
