@@ -664,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     """The command: parse, ping, print; one line on stderr and fping's status on a mistake."""
     args = sys.argv[1:] if argv is None else argv
     out, err = sys.stdout, sys.stderr
+    if argv is None:
+        # As fping (and every C filter): a reader that goes away (``| head``) ends the run.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         opts = parse_args(args, __version__)
         return trio.run(main_async, opts, out, err, sys.stdin)
@@ -674,8 +677,6 @@ def main(argv: list[str] | None = None) -> int:
         err.write(f"{PROG}: {exc}\n")
         return EXIT_SYSTEM
     except KeyboardInterrupt:
-        return EXIT_SOME_UNREACHABLE
-    except BrokenPipeError:
         return EXIT_SOME_UNREACHABLE
 
 
