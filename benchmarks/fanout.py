@@ -13,6 +13,9 @@ loss*.  Each tool runs in a fresh process; its peak RSS comes from ``wait4``.  T
 * trioping CLI: ``trioping -f FILE -c 1 -W 0.5 --rate 0 -q``, wall time of the process.
 * fping: ``fping -c1 -t500 -i0 -q -f FILE``, wall time of the process (fping refuses more
   than 65,535 hosts).
+* trioping-fping: the same command line as fping's, ``python -m trioping.fping -c1 -t500
+  -i0 -q -f FILE``, wall time of the process; its goal is at most 2.0x fping's time at
+  10,000 hosts and 1.2x at 60,000.
 
 Then one host, flooded: ``trioping 127.0.0.1 -i 0 -c 10000 -q`` against
 ``ping -f -c 10000 -q 127.0.0.1``, as a rate from each tool's own "time" figure and from
@@ -153,6 +156,19 @@ def bench_fping(path: str, expected: int) -> Figure:
     return Figure(wall, rss, count_down(err))
 
 
+def bench_fping_command(path: str, expected: int) -> Figure:
+    argv = [sys.executable, "-m", "trioping.fping", "-c1", f"-t{int(TIMEOUT_S * 1000)}", "-i0", "-q", "-f", path]
+    wall, rss, _out, err, status = run_measured(argv, env=python_env())
+    counted = sum(1 for line in err.splitlines() if SUMMARY.match(line))
+    if status not in (0, 1) or counted != expected:
+        return Figure(note=f"failed (status {status}): {err.strip()[-200:]}")
+    return Figure(wall, rss, count_down(err))
+
+
+FPING_COMMAND_GOALS = {10_000: 2.0, 60_000: 1.2}
+"""trioping-fping's time over fping's, at most, by number of hosts."""
+
+
 def bench_icmplib(path: str) -> Figure:
     _wall, rss, out, err, status = run_measured([sys.executable, "-c", ICMPLIB_RUN, path, str(TIMEOUT_S)])
     if status != 0:
@@ -214,7 +230,7 @@ def flood(repeat: int, have_ping: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 60000, 100000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-flood", action="store_true")
     args = parser.parse_args()
@@ -240,10 +256,17 @@ def main() -> int:
         for size in args.sizes:
             path = os.path.join(scratch, f"targets-{size}.txt")
             Path(path).write_text("\n".join(loopback_targets(size)) + "\n")
-            runs: dict[str, list[Figure]] = {"trioping library": [], "trioping CLI": [], "fping": [], "icmplib": []}
+            runs: dict[str, list[Figure]] = {
+                "trioping library": [],
+                "trioping CLI": [],
+                "trioping-fping": [],
+                "fping": [],
+                "icmplib": [],
+            }
             for _ in range(args.repeat):
                 runs["trioping library"].append(bench_library(path))
                 runs["trioping CLI"].append(bench_cli(path, size))
+                runs["trioping-fping"].append(bench_fping_command(path, size))
                 if have_fping:
                     runs["fping"].append(bench_fping(path, size))
                 if icmplib_ok:
@@ -257,6 +280,12 @@ def main() -> int:
             parts = [f"{size:>7}: library/fping {ratio(library, results['fping']) if 'fping' in results else '-'}"]
             if "fping" in results:
                 parts.append(f"CLI/fping {ratio(results['trioping CLI'], results['fping'])}")
+                command, fping = results["trioping-fping"], results["fping"]
+                parts.append(f"trioping-fping/fping {ratio(command, fping)}")
+                goal = FPING_COMMAND_GOALS.get(size)
+                if goal is not None and command.seconds is not None and fping.seconds:
+                    verdict = "meets" if command.seconds / fping.seconds <= goal else "misses"
+                    parts.append(f"(goal <= {goal}x: {verdict})")
             if "icmplib" in results:
                 parts.append(f"icmplib/library {ratio(results['icmplib'], library)} (speed-up)")
             ratios.append(", ".join(parts))

@@ -36,6 +36,7 @@ RTTs come from kernel receive timestamps (see ``trioping.RttClock``), as fping's
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import sys
@@ -589,6 +590,9 @@ async def main_async(opts: FpingOptions, out: TextIO, err: TextIO, stdin: TextIO
         run.flush()
         return EXIT_NO_ADDRESS if run.noaddress else EXIT_USAGE
     run.width = max(len(target.host) for target in run.targets)
+    # The targets live as long as the run: the collector need not walk them again and again,
+    # nor the interpreter's start-up objects (see main for the threshold).
+    gc.freeze()
     if opts.interface is not None:
         try:
             socket.if_nametoindex(opts.interface)
@@ -667,6 +671,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         # As fping (and every C filter): a reader that goes away (``| head``) ends the run.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # A result or two per probe are tuples the collector tracks: at the default threshold
+        # (700) it ran 450 times in a 60,000-target run, 175 ms of it; at 100,000, twice
+        # (45 ms).  Memory stays bounded in loop mode: it still runs every 100,000 objects.
+        gc.set_threshold(100_000, 10, 10)
     try:
         opts = parse_args(args, __version__)
         return trio.run(main_async, opts, out, err, sys.stdin)
