@@ -422,11 +422,13 @@ def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFact
     for plan, args in [
         (["drop", "ok"], ["-t", "100", target]),  # one lost probe does not make it unreachable
         (["drop", "drop", "drop", "drop"], ["-t", "50", "-B", "1", target]),
-        (["ok", "drop", "ok"], ["-C3", "-q", "-p", "50", target]),
-        (["ok", "drop", "ok"], ["-c3", "-p", "50", target]),
-        (["duplicate"], ["-t", "200", target]),
-        (["duplicate"], ["-c1", "-q", "-t", "200", target]),
-        (["duplicate"], ["-c2", "-p", "100", target]),
+        # -t below -p: a timeout and the next reply do not race for the same instant
+        (["ok", "drop", "ok"], ["-C3", "-q", "-p", "50", "-t", "30", target]),
+        (["ok", "drop", "ok"], ["-c3", "-p", "50", "-t", "30", target]),
+        # fping prints a duplicate while it runs: the silent host keeps both runs going
+        (["duplicate"], ["-r", "0", "-t", "100", target, netlab.silent_v4]),
+        (["duplicate"], ["-c2", "-q", "-p", "50", "-t", "30", target, netlab.silent_v4]),
+        (["duplicate"], ["-c2", "-p", "50", "-t", "30", target]),  # no duplicate lines in this mode
     ]:
         responder(plan)
         real = run_real(*args)
@@ -434,6 +436,9 @@ def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFact
         ours = run_fping(*args)
         assert (ours.returncode, mask(ours.stdout)) == (real.returncode, mask(real.stdout)), (plan, real, ours)
         assert mask(ours.stderr) == mask(real.stderr), (plan, real.stderr, ours.stderr)
+    responder(["duplicate"])
+    ours = run_fping("-c2", "-q", "-p", "50", "-t", "30", target, netlab.silent_v4)
+    assert ours.stderr.startswith(f"{target} : duplicate for [0], 64 bytes, ")
 
 
 @pytest.mark.netlab

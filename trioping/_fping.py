@@ -41,6 +41,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import trio
@@ -51,6 +52,7 @@ from . import (
     HostResult,
     IcmpError,
     InvalidArgumentError,
+    InvalidReply,
     LateReply,
     Pinger,
     Reply,
@@ -70,8 +72,6 @@ EXIT_ALL_ALIVE = 0
 EXIT_SOME_UNREACHABLE = 1
 EXIT_NO_ADDRESS = 2
 
-_LOOP_COUNT = (1 << 31) - 1
-"""Probes per target in loop mode: "forever" (68 years at one a second)."""
 _RESOLVE_CONCURRENCY = 32
 
 
@@ -148,8 +148,9 @@ class _Run:
 
     # -- results ------------------------------------------------------------------------
 
-    def handle(self, item: HostResult, target: _Target) -> bool:
-        """Count and print one result; True if it is the probe's loss (a retry is due)."""
+    def handle(self, item: HostResult, target: _Target, index: int) -> bool:
+        """Count and print one result of probe *index* (fping's ``[index]``: a target's
+        tries in default mode share one); True if it is the probe's loss (a retry is due)."""
         result = item.result
         kind = type(result)
         if kind is Reply:
@@ -157,15 +158,15 @@ class _Run:
             target.recv_total += 1
             self.replies_received += 1
             if result.rtt > self.wait and not result.duplicate:
-                self._lost(result.index, target)  # fping drops a reply later than -t (fping -c2 -p0)
+                self._lost(index, target)  # fping drops a reply later than -t (fping -c2 -p0)
                 return True
             if result.duplicate:
                 if not self.per_recv:
                     rtt = fping_ms(result.rtt)
-                    line = f"{target.host} : duplicate for [{result.index}], {result.size} bytes, {rtt} ms"
+                    line = f"{target.host} : duplicate for [{index}], {result.size} bytes, {rtt} ms"
                     self.error(line + self._from(result, target))
                 return False
-            self._reply(result, target)
+            self._reply(result, target, index)
             return False
         if kind is LateReply:
             target.recv_total += 1
@@ -176,7 +177,7 @@ class _Run:
                 assert isinstance(result, IcmpError)
                 self._icmp_error(result, target)
             assert isinstance(result, (Timeout, IcmpError))
-            self._lost(result.index, target)
+            self._lost(index, target)
             return True
         if kind is SendError:
             assert isinstance(result, SendError)
@@ -191,7 +192,7 @@ class _Run:
     def _from(self, reply: Reply, target: _Target) -> str:
         return "" if reply.source == target.address else f" [<- {reply.source}]"
 
-    def _reply(self, reply: Reply, target: _Target) -> None:
+    def _reply(self, reply: Reply, target: _Target, index: int) -> None:
         self.pings_sent += 1
         rtt = reply.rtt
         target.sent += 1
@@ -209,7 +210,7 @@ class _Run:
         target.total += rtt
         target.total_i += rtt
         if target.resp is not None:
-            target.resp[reply.index] = rtt
+            target.resp[index] = rtt
         if self.rtt_count == 0 or rtt > self.rtt_max:
             self.rtt_max = rtt
         if self.rtt_count == 0 or rtt < self.rtt_min:
@@ -229,7 +230,7 @@ class _Run:
             prefix = f"[{time.time():.5f}] " if self.opts.timestamp else ""
             loss = (target.sent - target.recv) * 100 // target.sent
             self.line(
-                f"{prefix}{target.host:<{self.width}} : [{reply.index}], {reply.size} bytes, {fping_ms(rtt)} ms"
+                f"{prefix}{target.host:<{self.width}} : [{index}], {reply.size} bytes, {fping_ms(rtt)} ms"
                 f" ({fping_ms(target.total / target.recv)} avg, {loss}% loss)"
             )
             if reply.source != target.address:
@@ -510,60 +511,137 @@ async def _ping(run: _Run, scope: trio.CancelScope) -> None:
                     nursery.start_soon(_report_every, run, opts.report_interval_s)
                 nursery.start_soon(_report_on_sigquit, run)
                 if counting or opts.loop:
-                    count = opts.count if opts.count is not None else _LOOP_COUNT
-                    await _batch(run, pinger, targets, count, opts.period_ms / 1e3, rate, timeout)
+                    await _rounds(run, pinger, opts.count, opts.period_ms / 1e3, rate, timeout)
                 else:
-                    pending = targets
-                    for attempt in range(min(opts.retry, 1 << 16) + 1):
-                        if not pending:
-                            break
-                        wait = timeout * opts.backoff**attempt
-                        pending = await _batch(run, pinger, pending, 1, 0.0, rate, wait)
+                    await _tries(run, pinger, opts.retry, opts.backoff, rate, timeout)
                 nursery.cancel_scope.cancel()
+
+
+async def _tries(run: _Run, pinger: Pinger, retry: int, backoff: float, rate: float | None, wait: float) -> None:
+    """Default mode: a try for every target, then a retry for those still unanswered, each
+    waiting *backoff* times longer, up to *retry* retries (see the module doc for how this
+    differs from fping's per-target schedule)."""
+    closing = trio.Event()
+    async with trio.open_nursery() as nursery:
+        pending = run.targets
+        for attempt in range(min(retry, 1 << 16) + 1):
+            if not pending:
+                break
+            outcome = _Outcome()
+            nursery.start_soon(_batch, run, pinger, pending, 0, rate, wait * backoff**attempt, closing, outcome)
+            await outcome.answered.wait()
+            pending = outcome.lost
+        closing.set()
+
+
+class _Outcome:
+    """A try's verdicts: the targets it lost, once every probe has its verdict."""
+
+    def __init__(self) -> None:
+        self.lost: list[_Target] = []
+        self.answered = trio.Event()
+
+    def __call__(self, lost: list[_Target]) -> None:
+        self.lost = lost
+        self.answered.set()
+
+
+async def _rounds(run: _Run, pinger: Pinger, count: int | None, period: float, rate: float | None, wait: float) -> None:
+    """Count and loop modes: probe *index* of every target in round *index*, a round every
+    *period* (``-p``), or as soon as the last round's sends are done at ``-i``'s rate.
+
+    fping sends to its targets round-robin, so every target gets its turn even when ``-i``
+    cannot keep up with ``-p``; one fan-out per round does the same (a single fan-out with
+    ``count=N`` would favour its first targets' repeats).  Rounds overlap while the last
+    one's probes wait for replies."""
+    targets = run.targets
+    sending = len(targets) / rate if rate else 0.0
+    closing = trio.Event()
+    complete = 0
+
+    def done(_lost: list[_Target]) -> None:
+        nonlocal complete
+        complete += 1
+        if complete == count:
+            closing.set()
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        index = 0
+        while True:
+            nursery.start_soon(_batch, run, pinger, targets, index, rate, wait, closing, done)
+            index += 1
+            if count is not None and index >= count:
+                break
+            await trio.sleep_until(max(start + index * period, trio.current_time() + sending))
+
+
+class _Addresses:
+    """The targets' addresses for one fan-out, as an async iterable that ends only when the
+    whole run has its verdicts: until then the fan-out stays open and still sees duplicates
+    of the probes it has answered, which fping reports as long as it runs."""
+
+    def __init__(self, targets: list[_Target], closing: trio.Event) -> None:
+        self.addresses = [target.address for target in targets]
+        self.next = 0
+        self.closing = closing
+
+    def __aiter__(self) -> _Addresses:
+        return self
+
+    async def __anext__(self) -> str:
+        position = self.next
+        if position < len(self.addresses):
+            self.next = position + 1
+            return self.addresses[position]
+        await self.closing.wait()
+        raise StopAsyncIteration
 
 
 async def _batch(
     run: _Run,
     pinger: Pinger,
     targets: list[_Target],
-    count: int,
-    interval: float,
+    index: int,
     rate: float | None,
     wait: float,
-) -> list[_Target]:
-    """One fan-out over *targets*, each probe waiting *wait* seconds; returns the targets
-    whose probe was lost (to retry)."""
+    closing: trio.Event,
+    done: Callable[[list[_Target]], None],
+) -> None:
+    """Probe *index* of every one of *targets*, one fan-out, each probe waiting *wait*
+    seconds; *done* gets the targets whose probe was lost (to retry) once every probe has
+    its verdict, and the fan-out goes on (for duplicates) until *closing*."""
     opts = run.opts
     lost: list[_Target] = []
-    batch = pinger.fanout(
-        [target.address for target in targets],
-        count=count,
-        interval=interval,
-        rate=rate,
-        timeout=wait,
-        size=opts.size,
-        ttl=opts.ttl,
-    )
+    batch = pinger.fanout(_Addresses(targets, closing), count=1, rate=rate, timeout=wait, size=opts.size, ttl=opts.ttl)
     run.wait = wait
     handle = run.handle
     json_out = run.json_lines if isinstance(run, _JsonRun) else None
+    waiting = len(targets)
     async with batch:
         async for item in batch:
             if type(item) is HostError:
                 target = targets[item.position]
                 run.warning(f"{target.host}: {item.error}")
-                continue
-            assert isinstance(item, HostResult)
-            target = targets[item.position]
-            if json_out is not None:
-                json_out(item, target)
-            elif handle(item, target) and not target.recv:
-                lost.append(target)
+                waiting -= 1
+            else:
+                assert isinstance(item, HostResult)
+                target = targets[item.position]
+                result = item.result
+                kind = type(result)
+                if kind is not Reply or not result.duplicate:  # type: ignore[union-attr]
+                    waiting -= kind is not LateReply and kind is not InvalidReply
+                if json_out is not None:
+                    json_out(item, target, index)
+                elif handle(item, target, index) and not target.recv:
+                    lost.append(target)
             if not batch.queued:
                 run.flush()
-    if json_out is not None:
-        lost = [target for target in targets if not target.recv]
-    return lost
+            if not waiting:
+                waiting = -1
+                if json_out is not None:
+                    lost = [target for target in targets if not target.recv]
+                done(lost)
 
 
 async def _report_every(run: _Run, seconds: float) -> None:
@@ -610,19 +688,21 @@ async def main_async(opts: FpingOptions, out: TextIO, err: TextIO, stdin: TextIO
 class _JsonRun(_Run):
     """``--json``: every result and every target's counts as JSON lines on stdout."""
 
-    def json_lines(self, item: HostResult, target: _Target) -> None:
+    def json_lines(self, item: HostResult, target: _Target, index: int) -> None:
         from ._json import dumps, result_object
 
-        self.handle_quietly(item, target)
-        self.line(dumps(result_object(item.result, target.host, time.time())))
+        self.handle_quietly(item, target, index)
+        obj = result_object(item.result, target.host, time.time())
+        obj["index"] = index  # the round's, as fping's [index]
+        self.line(dumps(obj))
 
-    def handle_quietly(self, item: HostResult, target: _Target) -> None:
+    def handle_quietly(self, item: HostResult, target: _Target, index: int) -> None:
         per_recv, verbose, alive = self.per_recv, self.verbose, self.show_alive
         self.per_recv = self.verbose = self.show_alive = False
         quiet = self.opts.quiet
         self.opts.quiet = True
         try:
-            self.handle(item, target)
+            self.handle(item, target, index)
         finally:
             self.per_recv, self.verbose, self.show_alive, self.opts.quiet = per_recv, verbose, alive, quiet
 
