@@ -451,3 +451,9 @@ def test_corrupt_replies_do_not_count_but_show_in_json(netlab: NetLab, responder
     done = run_fping("--json", "-c1", "-t", "200", netlab.responder_v4)
     kinds = [json.loads(line)["type"] for line in done.stdout.splitlines()]
     assert {"invalid", "summary"} <= set(kinds)
+
+
+def test_the_library_never_imports_the_command() -> None:
+    code = "import sys, trioping; print([m for m in sys.modules if 'fping' in m])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout == "[]\n"

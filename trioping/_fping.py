@@ -17,17 +17,25 @@ checksum or altered payload is not a reply.
 How the schedule differs from fping's (``-i`` is the minimum gap between any two probes,
 as a rate for the whole run; ``-p`` the gap between probes to one target):
 
-* Default mode retries (``-r``, ``-B``) go in rounds: round *k* pings every target still
-  unanswered, each waiting ``-t`` times ``-B`` to the *k*; fping starts a target's retry as
-  soon as that target times out.  With ``-i`` small against ``-t`` (the usual case) the
-  two are the same; with many targets and a large ``-i``, a round ends before the next
-  begins, so a dead target's retries start later than under fping.
+* Default mode retries (``-r``, ``-B``) go in rounds: try *k* pings every target still
+  unanswered once every probe of try *k - 1* has its verdict, each waiting ``-t`` times
+  ``-B`` to the *k*; fping retries a target as soon as that target's own try times out.
+  When sending a round takes little time next to ``-t`` (a few hundred targets at the
+  default ``-i`` of 10 ms, or ``-i 0``) the two schedules are the same; with more targets,
+  a dead target's retries start up to one round's sending time later than under fping.
 * A reply to an earlier try that comes after that try's timeout is not counted (fping
   counts it if it is within the later try's longer timeout).
+* Count and loop modes send in rounds too: round *k* (every target's probe ``[k]``) starts
+  at *k* times ``-p``, or when the previous round's sends are done at ``-i``'s pace if that
+  is later.  That is fping's schedule when ``-i`` keeps up with ``-p``; when it does not,
+  fping also takes the targets in turn.
 * An ICMP error ends its probe at once (fping prints the error line and waits for the
-  timeout); the probe's ``timed out`` line and counts are the same.  fping 5.1 never
+  timeout): the probe's ``timed out`` line and counts are the same, but in count mode the
+  line may come before other targets' lines that fping prints first.  fping 5.1 never
   prints ICMPv6 errors (its decoder looks for an IPv4 echo in them); neither does this
   command, except in ``--json``.
+* Duplicates are recognised while the run lasts, as by fping; a duplicate that arrives in
+  the microseconds after the last verdict may be printed by one and not the other.
 * ``-N`` (netdata) is not supported; ``-R`` is accepted and changes nothing (trioping's
   payload is a pattern with a token, never all zeros); ``-T`` is ignored, as by fping.
 
