@@ -44,6 +44,7 @@ RTTs come from kernel receive timestamps (see ``trioping.RttClock``), as fping's
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import socket
@@ -496,6 +497,10 @@ async def _display(opts: FpingOptions, name: str, address: str) -> str:
 # -- the run ----------------------------------------------------------------------------
 
 
+_Group = tuple[Pinger, list[_Target], float | None]
+"""Targets that share a pinger, and their share of ``-i``'s rate."""
+
+
 async def _ping(run: _Run, scope: trio.CancelScope) -> None:
     opts = run.opts
     targets = run.targets
@@ -505,40 +510,61 @@ async def _ping(run: _Run, scope: trio.CancelScope) -> None:
             target.resp = {}
     rate = 1000.0 / opts.interval_ms if opts.interval_ms > 0 else None
     timeout = max(opts.timeout_s, 1e-6)  # fping's -c2 -p0 waits 0 ms: no reply is in time (see handle)
-    async with open_pinger(
-        source=opts.source, interface=opts.interface, tos=opts.tos, pmtu="do" if opts.dontfrag else None
-    ) as pinger:
-        for family in {target.family for target in targets}:
-            try:
-                pinger.socket_kind(family)
-            except TriopingError as exc:
-                raise FpingExit(f"{PROG}: {exc}", EXIT_SYSTEM) from None
+    async with contextlib.AsyncExitStack() as stack:
+        groups: list[_Group] = []
+        for source, members in _by_source(opts.source, targets):
+            pinger = await stack.enter_async_context(
+                open_pinger(source=source, interface=opts.interface, tos=opts.tos, pmtu="do" if opts.dontfrag else None)
+            )
+            for family in {target.family for target in members}:
+                try:
+                    pinger.socket_kind(family)
+                except TriopingError as exc:
+                    raise FpingExit(f"{PROG}: {exc}", EXIT_SYSTEM) from None
+            groups.append((pinger, members, None if rate is None else rate * len(members) / len(targets)))
         with scope:
             async with trio.open_nursery() as nursery:
                 if (counting or opts.loop) and opts.report_interval_s > 0:
                     nursery.start_soon(_report_every, run, opts.report_interval_s)
                 nursery.start_soon(_report_on_sigquit, run)
                 if counting or opts.loop:
-                    await _rounds(run, pinger, opts.count, opts.period_ms / 1e3, rate, timeout)
+                    await _rounds(run, groups, opts.count, opts.period_ms / 1e3, rate, timeout)
                 else:
-                    await _tries(run, pinger, opts.retry, opts.backoff, rate, timeout)
+                    await _tries(run, groups, opts.retry, opts.backoff, timeout)
                 nursery.cancel_scope.cancel()
 
 
-async def _tries(run: _Run, pinger: Pinger, retry: int, backoff: float, rate: float | None, wait: float) -> None:
+def _by_source(source: str | None, targets: list[_Target]) -> list[tuple[str | None, list[_Target]]]:
+    """fping's ``-S`` binds the socket of the source address's family only: the targets of
+    the other family go out unbound, from a pinger of their own."""
+    if source is None:
+        return [(None, targets)]
+    family = Family.V6 if ":" in source else Family.V4
+    bound = [target for target in targets if target.family is family]
+    unbound = [target for target in targets if target.family is not family]
+    return [(address, members) for address, members in ((source, bound), (None, unbound)) if members]
+
+
+async def _tries(run: _Run, groups: list[_Group], retry: int, backoff: float, wait: float) -> None:
     """Default mode: a try for every target, then a retry for those still unanswered, each
     waiting *backoff* times longer, up to *retry* retries (see the module doc for how this
     differs from fping's per-target schedule)."""
     closing = trio.Event()
     async with trio.open_nursery() as nursery:
-        pending = run.targets
+        pending = [members for _pinger, members, _rate in groups]
         for attempt in range(min(retry, 1 << 16) + 1):
-            if not pending:
+            outcomes: list[_Outcome] = []
+            for (pinger, _members, rate), targets in zip(groups, pending, strict=True):
+                if targets:
+                    outcomes.append(outcome := _Outcome())
+                    limit = wait * backoff**attempt
+                    nursery.start_soon(_batch, run, pinger, targets, 0, rate, limit, closing, outcome)
+            if not outcomes:
                 break
-            outcome = _Outcome()
-            nursery.start_soon(_batch, run, pinger, pending, 0, rate, wait * backoff**attempt, closing, outcome)
-            await outcome.answered.wait()
-            pending = outcome.lost
+            for outcome in outcomes:
+                await outcome.answered.wait()
+            lost = {id(target) for outcome in outcomes for target in outcome.lost}
+            pending = [[target for target in targets if id(target) in lost] for targets in pending]
         closing.set()
 
 
@@ -554,7 +580,9 @@ class _Outcome:
         self.answered.set()
 
 
-async def _rounds(run: _Run, pinger: Pinger, count: int | None, period: float, rate: float | None, wait: float) -> None:
+async def _rounds(
+    run: _Run, groups: list[_Group], count: int | None, period: float, rate: float | None, wait: float
+) -> None:
     """Count and loop modes: probe *index* of every target in round *index*, a round every
     *period* (``-p``), or as soon as the last round's sends are done at ``-i``'s rate.
 
@@ -562,22 +590,22 @@ async def _rounds(run: _Run, pinger: Pinger, count: int | None, period: float, r
     cannot keep up with ``-p``; one fan-out per round does the same (a single fan-out with
     ``count=N`` would favour its first targets' repeats).  Rounds overlap while the last
     one's probes wait for replies."""
-    targets = run.targets
-    sending = len(targets) / rate if rate else 0.0
+    sending = len(run.targets) / rate if rate else 0.0
     closing = trio.Event()
     complete = 0
 
     def done(_lost: list[_Target]) -> None:
         nonlocal complete
         complete += 1
-        if complete == count:
+        if count is not None and complete == count * len(groups):
             closing.set()
 
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
         index = 0
         while True:
-            nursery.start_soon(_batch, run, pinger, targets, index, rate, wait, closing, done)
+            for pinger, members, share in groups:
+                nursery.start_soon(_batch, run, pinger, members, index, share, wait, closing, done)
             index += 1
             if count is not None and index >= count:
                 break
