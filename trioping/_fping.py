@@ -542,7 +542,8 @@ def _by_source(source: str | None, targets: list[_Target]) -> list[tuple[str | N
     family = Family.V6 if ":" in source else Family.V4
     bound = [target for target in targets if target.family is family]
     unbound = [target for target in targets if target.family is not family]
-    return [(address, members) for address, members in ((source, bound), (None, unbound)) if members]
+    groups = [(address, members) for address, members in ((source, bound), (None, unbound)) if members]
+    return groups if targets[0].family is family else groups[::-1]  # the first target's first
 
 
 async def _tries(run: _Run, groups: list[_Group], retry: int, backoff: float, wait: float) -> None:
