@@ -29,6 +29,7 @@ how to install them.  Nothing here sends anywhere but 127.0.0.0/8.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import re
@@ -240,6 +241,9 @@ def main() -> int:
     if any(size > 16_000_000 for size in args.sizes):
         print("at most 16,000,000 loopback targets")
         return 2
+    # Bytecode as an installed package has it (pip compiles it), even where the environment
+    # says PYTHONDONTWRITEBYTECODE: otherwise every process would compile trioping again.
+    compileall.compile_dir(str(REPO / "trioping"), quiet=1)
     have_fping = shutil.which("fping") is not None
     have_ping = shutil.which("ping") is not None
     icmplib_ok = have_icmplib()
