@@ -114,11 +114,7 @@ class _Run:
         self.noaddress = 0
         self.alive = 0
         self.timeouts = 0
-        self.pings_sent = 0
-        self.replies_received = 0
         self.other_icmp = 0
-        self.rtt_min = self.rtt_max = self.rtt_sum = 0.0
-        self.rtt_count = 0
         self.started = time.time()
         counting = opts.count is not None
         # fping's flags after its option checks: -a/-u/-x silence "is alive"; count and
@@ -166,7 +162,6 @@ class _Run:
         if kind is Reply:
             assert isinstance(result, Reply)
             target.recv_total += 1
-            self.replies_received += 1
             if result.rtt > self.wait and not result.duplicate:
                 self._lost(index, target)  # fping drops a reply later than -t (fping -c2 -p0)
                 return True
@@ -180,7 +175,6 @@ class _Run:
             return False
         if kind is LateReply:
             target.recv_total += 1
-            self.replies_received += 1
             return False
         if kind is Timeout or kind is IcmpError:
             if kind is IcmpError:
@@ -191,7 +185,6 @@ class _Run:
             return True
         if kind is SendError:
             assert isinstance(result, SendError)
-            self.pings_sent += 1
             target.sent += 1
             target.sent_i += 1
             if self.verbose:
@@ -203,31 +196,28 @@ class _Run:
         return "" if reply.source == target.address else f" [<- {reply.source}]"
 
     def _reply(self, reply: Reply, target: _Target, index: int) -> None:
-        self.pings_sent += 1
         rtt = reply.rtt
         target.sent += 1
         target.sent_i += 1
-        target.recv += 1
-        target.recv_i += 1
-        if target.recv == 1 or rtt > target.max:
-            target.max = rtt
-        if target.recv == 1 or rtt < target.min:
-            target.min = rtt
-        if target.recv_i == 1 or rtt > target.max_i:
-            target.max_i = rtt
-        if target.recv_i == 1 or rtt < target.min_i:
-            target.min_i = rtt
+        recv = target.recv = target.recv + 1
         target.total += rtt
+        if recv == 1:
+            target.min = target.max = rtt
+        elif rtt > target.max:
+            target.max = rtt
+        elif rtt < target.min:
+            target.min = rtt
+        recv_i = target.recv_i = target.recv_i + 1
         target.total_i += rtt
+        if recv_i == 1:
+            target.min_i = target.max_i = rtt
+        elif rtt > target.max_i:
+            target.max_i = rtt
+        elif rtt < target.min_i:
+            target.min_i = rtt
         if target.resp is not None:
             target.resp[index] = rtt
-        if self.rtt_count == 0 or rtt > self.rtt_max:
-            self.rtt_max = rtt
-        if self.rtt_count == 0 or rtt < self.rtt_min:
-            self.rtt_min = rtt
-        self.rtt_sum += rtt
-        self.rtt_count += 1
-        if target.recv == 1:
+        if recv == 1:
             self.alive += 1
             if self.verbose or self.show_alive:
                 text = f"{target.host} is alive" if self.verbose else target.host
@@ -247,7 +237,6 @@ class _Run:
                 self.error(f" [<- {reply.source}]")
 
     def _lost(self, index: int, target: _Target) -> None:
-        self.pings_sent += 1
         self.timeouts += 1
         target.sent += 1
         target.sent_i += 1
@@ -326,28 +315,37 @@ class _Run:
 
     def _per_target_stats(self) -> None:
         lines = [""] if self.verbose or self.per_recv else []
+        append = lines.append
         width = self.width
         ms = fping_ms
-        outage = self.opts.outage
-        period = self.period_ms
-        for target in self.targets:
-            text = f"{target.host:<{width}} :"
-            sent, recv = target.sent, target.recv
-            if self.report_all:
+        if self.report_all:
+            for target in self.targets:
                 resp = target.resp or {}
-                text += "".join(f" {ms(resp[j])}" if j in resp else " -" for j in range(sent))
-            else:
-                text += f" xmt/rcv/%loss = {sent}/{recv}/{(sent - recv) * 100 // sent if sent else 0}%"
+                values = "".join(f" {ms(resp[j])}" if j in resp else " -" for j in range(target.sent))
+                append(f"{target.host:<{width}} :{values}")
+        else:
+            outage = self.opts.outage
+            period = self.period_ms
+            for target in self.targets:
+                sent, recv = target.sent, target.recv
+                loss = (sent - recv) * 100 // sent if sent else 0
+                text = f"{target.host:<{width}} : xmt/rcv/%loss = {sent}/{recv}/{loss}%"
                 if outage:
                     text += f", outage(ms) = {int((sent - recv) * period)}"
                 if recv:
                     text += f", min/avg/max = {ms(target.min)}/{ms(target.total / recv)}/{ms(target.max)}"
-            lines.append(text)
+                append(text)
         self.error("\n".join(lines))
 
     def _global_stats(self, unreachable: int, elapsed: float) -> None:
-        count = self.rtt_count
-        avg = self.rtt_sum / count if count else 0.0
+        """``-s``: the run's totals, summed from the targets' counts (not kept per reply)."""
+        answered = [target for target in self.targets if target.recv]
+        count = sum(target.recv for target in answered)
+        avg = sum(target.total for target in answered) / count if count else 0.0
+        low = min((target.min for target in answered), default=0.0)
+        high = max((target.max for target in answered), default=0.0)
+        sent = sum(target.sent for target in self.targets)
+        replies = sum(target.recv_total for target in self.targets)
         self.error(
             "\n".join(
                 [
@@ -358,13 +356,13 @@ class _Run:
                     f" {self.noaddress:7d} unknown addresses",
                     "",
                     f" {self.timeouts:7d} timeouts (waiting for response)",
-                    f" {self.pings_sent:7d} ICMP Echos sent",
-                    f" {self.replies_received:7d} ICMP Echo Replies received",
+                    f" {sent:7d} ICMP Echos sent",
+                    f" {replies:7d} ICMP Echo Replies received",
                     f" {self.other_icmp:7d} other ICMP received",
                     "",
-                    f" {fping_ms(self.rtt_min)} ms (min round trip time)",
+                    f" {fping_ms(low)} ms (min round trip time)",
                     f" {fping_ms(avg)} ms (avg round trip time)",
-                    f" {fping_ms(self.rtt_max)} ms (max round trip time)",
+                    f" {fping_ms(high)} ms (max round trip time)",
                     f" {elapsed:12.3f} sec (elapsed real time)",
                     "",
                 ]
