@@ -377,6 +377,12 @@ def test_json_lines_carry_what_fping_cannot_say() -> None:
         ("127.0.0.1", 2, 2),
         ("::1", 2, 2),
     ]
+    assert [obj["index"] for obj in replies if obj["host"] == "::1"] == [0, 1]
+    done = run_fping("--json", "-6", "127.0.0.1", "::1")
+    assert (done.returncode, done.stderr) == (2, "")
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first["type"] == "warning"
+    assert first["message"] == "127.0.0.1: Address family for hostname not supported"
 
 
 # -- against fping, in the lab -----------------------------------------------------------

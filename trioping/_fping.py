@@ -125,6 +125,7 @@ class _Run:
         self.show_alive = opts.alive and not counting and not opts.loop
         self.show_unreachable = opts.unreachable and not counting and not opts.loop
         self.report_all = opts.report_all and not opts.loop
+        self.show_duplicates = not self.per_recv
         self.period_ms = opts.period_ms
         self.wait = opts.timeout_s
 
@@ -166,7 +167,7 @@ class _Run:
                 self._lost(index, target)  # fping drops a reply later than -t (fping -c2 -p0)
                 return True
             if result.duplicate:
-                if not self.per_recv:
+                if self.show_duplicates:
                     rtt = fping_ms(result.rtt)
                     line = f"{target.host} : duplicate for [{index}], {result.size} bytes, {rtt} ms"
                     self.error(line + self._from(result, target))
@@ -724,23 +725,26 @@ async def main_async(opts: FpingOptions, out: TextIO, err: TextIO, stdin: TextIO
 class _JsonRun(_Run):
     """``--json``: every result and every target's counts as JSON lines on stdout."""
 
+    def __init__(self, opts: FpingOptions, out: TextIO, err: TextIO) -> None:
+        super().__init__(opts, out, err)
+        self.per_recv = self.verbose = self.show_alive = self.show_unreachable = self.show_duplicates = False
+
+    def warning(self, text: str) -> None:
+        """A target that did not resolve or could not be pinged, as fping words it."""
+        from ._json import dumps
+
+        self.line(dumps({"type": "warning", "time": round(time.time(), 6), "message": text}))
+
+    def _icmp_error(self, error: IcmpError, target: _Target) -> None:
+        self.other_icmp += 1  # the error's own JSON line says the rest
+
     def json_lines(self, item: HostResult, target: _Target, index: int) -> None:
         from ._json import dumps, result_object
 
-        self.handle_quietly(item, target, index)
+        self.handle(item, target, index)
         obj = result_object(item.result, target.host, time.time())
         obj["index"] = index  # the round's, as fping's [index]
         self.line(dumps(obj))
-
-    def handle_quietly(self, item: HostResult, target: _Target, index: int) -> None:
-        per_recv, verbose, alive = self.per_recv, self.verbose, self.show_alive
-        self.per_recv = self.verbose = self.show_alive = False
-        quiet = self.opts.quiet
-        self.opts.quiet = True
-        try:
-            self.handle(item, target, index)
-        finally:
-            self.per_recv, self.verbose, self.show_alive, self.opts.quiet = per_recv, verbose, alive, quiet
 
     def finish(self) -> int:
         from ._json import dumps
