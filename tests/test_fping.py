@@ -260,7 +260,7 @@ def test_a_cidr_prefix_too_large_is_refused_in_one_line() -> None:
 def test_version_and_help() -> None:
     done = run_fping("-v")
     assert (done.returncode, done.stderr) == (0, "")
-    assert re.fullmatch(r"trioping-fping: Version \d+\.\d+\.\d+ \(fping 5\.1 compatible\)\n", done.stdout)
+    assert re.fullmatch(r"trioping-fping: Version 5\.1 \(trioping \d+\.\d+\.\d+\)\n", done.stdout)
     done = run_fping("-h")
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith("Usage: trioping-fping [options] [targets...]\n")

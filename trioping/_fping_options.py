@@ -26,6 +26,9 @@ from ._errors import TriopingError
 
 PROG = "trioping-fping"
 
+FPING_VERSION = "5.1"
+"""The fping release whose options, output and exit codes this command follows."""
+
 EXIT_USAGE = 1
 """What fping 5.1 exits with after a bad option (its manual says 3; the binary exits 1)."""
 EXIT_SYSTEM = 4
@@ -340,7 +343,9 @@ def parse_args(argv: list[str], version: str) -> FpingOptions:
                 raise _bad("H", value, "the TTL must be a positive integer")
             opts.ttl = ttl
         elif key == "v":
-            raise FpingExit(f"{PROG}: Version {version} (fping 5.1 compatible)", 0, stdout=True)
+            # Scripts that read fping's version ("fping: Version 5.1") to decide which options
+            # it has find the fping release whose options and output this command speaks.
+            raise FpingExit(f"{PROG}: Version {FPING_VERSION} (trioping {version})", 0, stdout=True)
         elif key == "x":
             reachable = unsigned(atoi(value))
             if reachable == 0:
