@@ -58,6 +58,7 @@ import trio
 
 from . import (
     Family,
+    Fanout,
     HostError,
     HostResult,
     IcmpError,
@@ -114,6 +115,8 @@ class _Run:
         self.noaddress = 0
         self.alive = 0
         self.timeouts = 0
+        self.transmitted = 0  # probes the kernel took, over every fan-out
+        self.send_errors = 0
         self.other_icmp = 0
         self.started = time.time()
         counting = opts.count is not None
@@ -186,6 +189,7 @@ class _Run:
             return True
         if kind is SendError:
             assert isinstance(result, SendError)
+            self.send_errors += 1
             target.sent += 1
             target.sent_i += 1
             if self.verbose:
@@ -345,7 +349,9 @@ class _Run:
         avg = sum(target.total for target in answered) / count if count else 0.0
         low = min((target.min for target in answered), default=0.0)
         high = max((target.max for target in answered), default=0.0)
-        sent = sum(target.sent for target in self.targets)
+        # fping counts a probe here when it is sent (so also those in flight at Ctrl-C),
+        # and one the kernel refused.
+        sent = self.transmitted + self.send_errors
         replies = sum(target.recv_total for target in self.targets)
         self.error(
             "\n".join(
@@ -649,9 +655,19 @@ async def _batch(
     seconds; *done* gets the targets whose probe was lost (to retry) once every probe has
     its verdict, and the fan-out goes on (for duplicates) until *closing*."""
     opts = run.opts
-    lost: list[_Target] = []
     batch = pinger.fanout(_Addresses(targets, closing), count=1, rate=rate, timeout=wait, size=opts.size, ttl=opts.ttl)
     run.wait = wait
+    try:
+        await _consume(run, batch, targets, index, done)
+    finally:
+        run.transmitted += batch.progress.sent
+
+
+async def _consume(
+    run: _Run, batch: Fanout, targets: list[_Target], index: int, done: Callable[[list[_Target]], None]
+) -> None:
+    """Count and print the batch's results as they come; *done* as for :func:`_batch`."""
+    lost: list[_Target] = []
     handle = run.handle
     json_out = run.json_lines if isinstance(run, _JsonRun) else None
     waiting = len(targets)
