@@ -441,6 +441,16 @@ def test_icmp_errors_on_stderr(netlab: NetLab, responder: ResponderFactory) -> N
 
 @requires_fping
 @pytest.mark.netlab
+def test_time_exceeded_from_the_router(netlab: NetLab) -> None:
+    ours = assert_same(["-H", "1", "-t", "100", "-r", "1", netlab.live_host_v4])
+    line = f"ICMP Time Exceeded from {netlab.router_v4} for ICMP Echo sent to {netlab.live_host_v4}"
+    assert ours.stderr.splitlines() == [line] * 2
+    assert_same(["-H", "1", "-c", "2", "-p", "50", "-t", "30", netlab.live_host_v4])
+    assert_same(["-H", "2", "-c", "1", "-q", netlab.live_host_v4])
+
+
+@requires_fping
+@pytest.mark.netlab
 def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFactory) -> None:
     target = netlab.responder_v4
     for plan, args in [
