@@ -29,11 +29,11 @@ as a rate for the whole run; ``-p`` the gap between probes to one target):
   at *k* times ``-p``, or when the previous round's sends are done at ``-i``'s pace if that
   is later.  That is fping's schedule when ``-i`` keeps up with ``-p``; when it does not,
   fping also takes the targets in turn.
-* An ICMP error ends its probe at once (fping prints the error line and waits for the
-  timeout): the probe's ``timed out`` line and counts are the same, but in count mode the
-  line may come before other targets' lines that fping prints first.  fping 5.1 never
-  prints ICMPv6 errors (its decoder looks for an IPv4 echo in them); neither does this
-  command, except in ``--json``.
+* An ICMP error is printed when it arrives, and its probe counted lost (``timed out``, a
+  retry) one timeout after that, where fping counts it one timeout after the send: the
+  two differ by the error's round trip.  fping 5.1 never prints ICMPv6 errors (its
+  decoder looks for an IPv4 echo in them); neither does this command, except in
+  ``--json``.
 * Duplicates are recognised while the run lasts, as by fping; a duplicate that arrives in
   the microseconds after the last verdict may be printed by one and not the other.
 * ``-N`` (netdata) is not supported; ``-R`` is accepted and changes nothing (trioping's
@@ -51,6 +51,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
@@ -63,7 +64,6 @@ from . import (
     HostResult,
     IcmpError,
     InvalidArgumentError,
-    InvalidReply,
     LateReply,
     Pinger,
     Reply,
@@ -84,6 +84,9 @@ EXIT_SOME_UNREACHABLE = 1
 EXIT_NO_ADDRESS = 2
 
 _RESOLVE_CONCURRENCY = 32
+
+# What a result means for its probe (see _Run.handle).
+_NOT_A_VERDICT, _DONE, _LOST, _LOST_LATER = 0, 1, 2, 3
 
 
 class _Target:
@@ -158,35 +161,37 @@ class _Run:
 
     # -- results ------------------------------------------------------------------------
 
-    def handle(self, item: HostResult, target: _Target, index: int) -> bool:
+    def handle(self, item: HostResult, target: _Target, index: int) -> int:
         """Count and print one result of probe *index* (fping's ``[index]``: a target's
-        tries in default mode share one); True if it is the probe's loss (a retry is due)."""
+        tries in default mode share one); return what it means for the probe: not its
+        verdict, ``_DONE``, ``_LOST`` (a retry is due), or ``_LOST_LATER`` (an ICMP error:
+        fping prints it at once and counts the probe lost at its timeout)."""
         result = item.result
         kind = type(result)
         if kind is Reply:
             assert isinstance(result, Reply)
             target.recv_total += 1
-            if result.rtt > self.wait and not result.duplicate:
-                self._lost(index, target)  # fping drops a reply later than -t (fping -c2 -p0)
-                return True
             if result.duplicate:
                 if self.show_duplicates:
                     rtt = fping_ms(result.rtt)
                     line = f"{target.host} : duplicate for [{index}], {result.size} bytes, {rtt} ms"
                     self.error(line + self._from(result, target))
-                return False
+                return _NOT_A_VERDICT
+            if result.rtt > self.wait:
+                self._lost(index, target)  # fping drops a reply later than -t (fping -c2 -p0)
+                return _LOST
             self._reply(result, target, index)
-            return False
+            return _DONE
+        if kind is Timeout:
+            self._lost(index, target)
+            return _LOST
+        if kind is IcmpError:
+            assert isinstance(result, IcmpError)
+            self._icmp_error(result, target)
+            return _LOST_LATER
         if kind is LateReply:
             target.recv_total += 1
-            return False
-        if kind is Timeout or kind is IcmpError:
-            if kind is IcmpError:
-                assert isinstance(result, IcmpError)
-                self._icmp_error(result, target)
-            assert isinstance(result, (Timeout, IcmpError))
-            self._lost(index, target)
-            return True
+            return _NOT_A_VERDICT
         if kind is SendError:
             assert isinstance(result, SendError)
             self.send_errors += 1
@@ -194,8 +199,8 @@ class _Run:
             target.sent_i += 1
             if self.verbose:
                 self.warning(f"{target.host}: error while sending ping: {result.message}")
-            return False
-        return False  # InvalidReply: not a reply (fping would have counted it)
+            return _DONE  # no timeout, so no retry either (as fping)
+        return _NOT_A_VERDICT  # InvalidReply: not a reply (fping would have counted it)
 
     def _from(self, reply: Reply, target: _Target) -> str:
         return "" if reply.source == target.address else f" [<- {reply.source}]"
@@ -666,35 +671,51 @@ async def _batch(
 async def _consume(
     run: _Run, batch: Fanout, targets: list[_Target], index: int, done: Callable[[list[_Target]], None]
 ) -> None:
-    """Count and print the batch's results as they come; *done* as for :func:`_batch`."""
+    """Count and print the batch's results as they come; *done* as for :func:`_batch`.
+
+    A probe that drew an ICMP error is counted lost when its timeout would have expired,
+    as fping does (it prints the error at once, and the ``timed out`` line and the retry
+    at the timeout)."""
     lost: list[_Target] = []
-    handle = run.handle
-    json_out = run.json_lines if isinstance(run, _JsonRun) else None
+    handle = run.json_lines if isinstance(run, _JsonRun) else run.handle
     waiting = len(targets)
-    async with batch:
+    errored: deque[tuple[float, _Target]] = deque()
+    wait = run.wait
+
+    def verdict(target: _Target, lost_it: bool) -> None:
+        nonlocal waiting
+        if lost_it and not target.recv:
+            lost.append(target)
+        waiting -= 1
+        if not waiting:
+            done(lost)
+
+    async def expire_errored() -> None:
+        while errored:
+            deadline, target = errored[0]
+            await trio.sleep_until(deadline)
+            errored.popleft()
+            run._lost(index, target)
+            verdict(target, True)
+            run.flush()
+
+    async with batch, trio.open_nursery() as nursery:
         async for item in batch:
             if type(item) is HostError:
-                target = targets[item.position]
-                run.warning(f"{target.host}: {item.error}")
-                waiting -= 1
+                run.warning(f"{targets[item.position].host}: {item.error}")
+                verdict(targets[item.position], False)
             else:
                 assert isinstance(item, HostResult)
                 target = targets[item.position]
-                result = item.result
-                kind = type(result)
-                if kind is not Reply or not result.duplicate:  # type: ignore[union-attr]
-                    waiting -= kind is not LateReply and kind is not InvalidReply
-                if json_out is not None:
-                    json_out(item, target, index)
-                elif handle(item, target, index) and not target.recv:
-                    lost.append(target)
+                meaning = handle(item, target, index)
+                if meaning == _LOST_LATER:
+                    errored.append((trio.current_time() + wait, target))
+                    if len(errored) == 1:
+                        nursery.start_soon(expire_errored)
+                elif meaning:
+                    verdict(target, meaning == _LOST)
             if not batch.queued:
                 run.flush()
-            if not waiting:
-                waiting = -1
-                if json_out is not None:
-                    lost = [target for target in targets if not target.recv]
-                done(lost)
 
 
 async def _report_every(run: _Run, seconds: float) -> None:
@@ -754,13 +775,13 @@ class _JsonRun(_Run):
     def _icmp_error(self, error: IcmpError, target: _Target) -> None:
         self.other_icmp += 1  # the error's own JSON line says the rest
 
-    def json_lines(self, item: HostResult, target: _Target, index: int) -> None:
+    def json_lines(self, item: HostResult, target: _Target, index: int) -> int:
         from ._json import dumps, result_object
 
-        self.handle(item, target, index)
         obj = result_object(item.result, target.host, time.time())
         obj["index"] = index  # the round's, as fping's [index]
         self.line(dumps(obj))
+        return self.handle(item, target, index)
 
     def finish(self) -> int:
         from ._json import dumps
