@@ -625,14 +625,14 @@ async def _rounds(
 
 
 class _Addresses:
-    """The targets' addresses for one fan-out, as an async iterable that ends only when the
-    whole run has its verdicts: until then the fan-out stays open and still sees duplicates
-    of the probes it has answered, which fping reports as long as it runs."""
+    """The targets' addresses for one fan-out, as an async iterable that ends only when
+    *closed* is set: until then the fan-out stays open and still sees duplicates of the
+    probes it has answered, which fping reports as long as it runs."""
 
-    def __init__(self, targets: list[_Target], closing: trio.Event) -> None:
+    def __init__(self, targets: list[_Target], closed: trio.Event) -> None:
         self.addresses = [target.address for target in targets]
         self.next = 0
-        self.closing = closing
+        self.closed = closed
 
     def __aiter__(self) -> _Addresses:
         return self
@@ -642,7 +642,7 @@ class _Addresses:
         if position < len(self.addresses):
             self.next = position + 1
             return self.addresses[position]
-        await self.closing.wait()
+        await self.closed.wait()
         raise StopAsyncIteration
 
 
@@ -658,18 +658,40 @@ async def _batch(
 ) -> None:
     """Probe *index* of every one of *targets*, one fan-out, each probe waiting *wait*
     seconds; *done* gets the targets whose probe was lost (to retry) once every probe has
-    its verdict, and the fan-out goes on (for duplicates) until *closing*."""
+    its verdict.  The fan-out stays open for duplicates until the run is *closing*, or
+    for *wait* more (so that loop mode keeps a few rounds open, not every one)."""
     opts = run.opts
-    batch = pinger.fanout(_Addresses(targets, closing), count=1, rate=rate, timeout=wait, size=opts.size, ttl=opts.ttl)
+    closed = trio.Event()
+    source = _Addresses(targets, closed)
+    batch = pinger.fanout(source, count=1, rate=rate, timeout=wait, size=opts.size, ttl=opts.ttl)
     run.wait = wait
     try:
-        await _consume(run, batch, targets, index, done)
+        await _consume(run, batch, targets, index, done, _Closer(closing, closed, wait))
     finally:
         run.transmitted += batch.progress.sent
 
 
+class _Closer:
+    """Closes one fan-out when the run is closing or *linger* seconds after its verdicts."""
+
+    def __init__(self, closing: trio.Event, closed: trio.Event, linger: float) -> None:
+        self.closing = closing
+        self.closed = closed
+        self.linger = linger
+
+    async def __call__(self) -> None:
+        with trio.move_on_after(self.linger):
+            await self.closing.wait()
+        self.closed.set()
+
+
 async def _consume(
-    run: _Run, batch: Fanout, targets: list[_Target], index: int, done: Callable[[list[_Target]], None]
+    run: _Run,
+    batch: Fanout,
+    targets: list[_Target],
+    index: int,
+    done: Callable[[list[_Target]], None],
+    closer: _Closer,
 ) -> None:
     """Count and print the batch's results as they come; *done* as for :func:`_batch`.
 
@@ -681,25 +703,26 @@ async def _consume(
     waiting = len(targets)
     errored: deque[tuple[float, _Target]] = deque()
     wait = run.wait
-
-    def verdict(target: _Target, lost_it: bool) -> None:
-        nonlocal waiting
-        if lost_it and not target.recv:
-            lost.append(target)
-        waiting -= 1
-        if not waiting:
-            done(lost)
-
-    async def expire_errored() -> None:
-        while errored:
-            deadline, target = errored[0]
-            await trio.sleep_until(deadline)
-            errored.popleft()
-            run._lost(index, target)
-            verdict(target, True)
-            run.flush()
-
     async with batch, trio.open_nursery() as nursery:
+
+        def verdict(target: _Target, lost_it: bool) -> None:
+            nonlocal waiting
+            if lost_it and not target.recv:
+                lost.append(target)
+            waiting -= 1
+            if not waiting:
+                done(lost)
+                nursery.start_soon(closer)
+
+        async def expire_errored() -> None:
+            while errored:
+                deadline, target = errored[0]
+                await trio.sleep_until(deadline)
+                errored.popleft()
+                run._lost(index, target)
+                verdict(target, True)
+                run.flush()
+
         async for item in batch:
             if type(item) is HostError:
                 run.warning(f"{targets[item.position].host}: {item.error}")
