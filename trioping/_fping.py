@@ -34,8 +34,9 @@ as a rate for the whole run; ``-p`` the gap between probes to one target):
   two differ by the error's round trip.  fping 5.1 never prints ICMPv6 errors (its
   decoder looks for an IPv4 echo in them); neither does this command, except in
   ``--json``.
-* Duplicates are recognised while the run lasts, as by fping; a duplicate that arrives in
-  the microseconds after the last verdict may be printed by one and not the other.
+* Duplicates are recognised while the run lasts, for up to one timeout after their
+  round has all its verdicts (fping: up to 10 s); a duplicate that arrives in the
+  microseconds after the run's last verdict may be printed by one and not the other.
 * ``-N`` (netdata) is not supported; ``-R`` is accepted and changes nothing (trioping's
   payload is a pattern with a token, never all zeros); ``-T`` is ignored, as by fping.
 

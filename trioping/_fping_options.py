@@ -364,6 +364,8 @@ def parse_args(argv: list[str], version: str) -> FpingOptions:
         elif key == "T":
             pass  # ignored, as by fping (compatibility with fping 2.4)
         elif key == "O":
+            if not value.strip():
+                continue  # C's sscanf finds no input at all, and fping goes on without a TOS
             tos = scan_c_int(value)
             if tos is None:
                 raise _bad("O", value, "not a type of service (decimal or 0x hexadecimal)")
