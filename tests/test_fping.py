@@ -412,9 +412,9 @@ def test_silent_host_is_unreachable_after_fpings_retries(netlab: NetLab) -> None
 @requires_fping
 @pytest.mark.netlab
 def test_silent_host_in_count_modes(netlab: NetLab) -> None:
-    assert_same(["-c2", "-p", "60", netlab.silent_v4, "127.0.0.1"])
-    assert_same(["-C2", "-q", "-p", "60", netlab.silent_v4, "127.0.0.1"])
-    assert_same(["-c2", "-q", "-o", "-p", "60", netlab.silent_v4])
+    assert_same(["-c2", "-p", "100", netlab.silent_v4, "127.0.0.1"])
+    assert_same(["-C2", "-q", "-p", "100", netlab.silent_v4, "127.0.0.1"])
+    assert_same(["-c2", "-q", "-o", "-p", "100", netlab.silent_v4])
 
 
 @requires_fping
@@ -427,7 +427,7 @@ def test_icmp_errors_on_stderr(netlab: NetLab, responder: ResponderFactory) -> N
     for args, sort in [
         (["-t", "100", "-r", "1", target], False),
         (["-t", "100", "-r", "1", "-s", target], False),
-        (["-c2", "-p", "50", "-t", "30", "-s", target, "127.0.0.1"], False),
+        (["-c2", "-p", "100", "-t", "60", "-s", target, "127.0.0.1"], False),
         (["-c2", "-p", "50", "-q", target], False),
         (["-C2", "-p", "50", "-q", target], False),
     ]:
@@ -455,7 +455,7 @@ def test_time_exceeded_from_the_router(netlab: NetLab) -> None:
     ours = assert_same(["-H", "1", "-t", "100", "-r", "1", netlab.live_host_v4])
     line = f"ICMP Time Exceeded from {netlab.router_v4} for ICMP Echo sent to {netlab.live_host_v4}"
     assert ours.stderr.splitlines() == [line] * 2
-    assert_same(["-H", "1", "-c", "2", "-p", "50", "-t", "30", netlab.live_host_v4])
+    assert_same(["-H", "1", "-c", "2", "-p", "100", "-t", "60", netlab.live_host_v4])
     assert_same(["-H", "2", "-c", "1", "-q", netlab.live_host_v4])
 
 
@@ -467,12 +467,12 @@ def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFact
         (["drop", "ok"], ["-t", "100", target]),  # one lost probe does not make it unreachable
         (["drop", "drop", "drop", "drop"], ["-t", "50", "-B", "1", target]),
         # -t below -p: a timeout and the next reply do not race for the same instant
-        (["ok", "drop", "ok"], ["-C3", "-q", "-p", "50", "-t", "30", target]),
-        (["ok", "drop", "ok"], ["-c3", "-p", "50", "-t", "30", target]),
+        (["ok", "drop", "ok"], ["-C3", "-q", "-p", "100", "-t", "60", target]),
+        (["ok", "drop", "ok"], ["-c3", "-p", "100", "-t", "60", target]),
         # fping prints a duplicate while it runs: the silent host keeps both runs going
         (["duplicate"], ["-r", "0", "-t", "100", target, netlab.silent_v4]),
-        (["duplicate"], ["-c2", "-q", "-p", "50", "-t", "30", target, netlab.silent_v4]),
-        (["duplicate"], ["-c2", "-p", "50", "-t", "30", target]),  # no duplicate lines in this mode
+        (["duplicate"], ["-c2", "-q", "-p", "100", "-t", "60", target, netlab.silent_v4]),
+        (["duplicate"], ["-c2", "-p", "100", "-t", "60", target]),  # no duplicate lines in this mode
     ]:
         responder(plan)
         real = run_real(*args)
@@ -481,7 +481,7 @@ def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFact
         assert (ours.returncode, mask(ours.stdout)) == (real.returncode, mask(real.stdout)), (plan, real, ours)
         assert mask(ours.stderr) == mask(real.stderr), (plan, real.stderr, ours.stderr)
     responder(["duplicate"])
-    ours = run_fping("-c2", "-q", "-p", "50", "-t", "30", target, netlab.silent_v4)
+    ours = run_fping("-c2", "-q", "-p", "100", "-t", "60", target, netlab.silent_v4)
     assert ours.stderr.startswith(f"{target} : duplicate for [0], 64 bytes, ")
 
 
