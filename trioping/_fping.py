@@ -37,8 +37,8 @@ as a rate for the whole run; ``-p`` the gap between probes to one target):
 * Duplicates are recognised while the run lasts, for up to one timeout after their
   round has all its verdicts (fping: up to 10 s); a duplicate that arrives in the
   microseconds after the run's last verdict may be printed by one and not the other.
-* ``-N`` (netdata) is not supported; ``-R`` is accepted and changes nothing (trioping's
-  payload is a pattern with a token, never all zeros); ``-T`` is ignored, as by fping.
+* ``-R`` is accepted and changes nothing (trioping's payload is a pattern with a token,
+  never all zeros); ``-T`` is ignored, as by fping.
 
 RTTs come from kernel receive timestamps (see ``trioping.RttClock``), as fping's do.
 """
@@ -100,10 +100,11 @@ class _Target:
     min = max = total = min_i = max_i = total_i = 0.0
     resp: dict[int, float] | None = None
 
-    def __init__(self, host: str, address: str, family: Family) -> None:
-        self.host = host
+    def __init__(self, host: str, address: str, family: Family, name: str | None = None) -> None:
+        self.host = host  # as printed
         self.address = address
         self.family = family
+        self.name = host if name is None else name  # as given (netdata's chart names)
 
 
 class _Run:
@@ -135,6 +136,7 @@ class _Run:
         self.show_duplicates = not self.per_recv
         self.period_ms = opts.period_ms
         self.wait = opts.timeout_s
+        self.charts_sent = False
 
     # -- output -------------------------------------------------------------------------
 
@@ -269,6 +271,50 @@ class _Run:
         self.warning(f"{text} from {error.source} for ICMP Echo sent to {target.host}")
 
     # -- reports ------------------------------------------------------------------------
+
+    def report(self) -> None:
+        """Every ``-Q`` seconds: the counts since the last report, for people or netdata."""
+        if self.opts.netdata:
+            self.netdata()
+        else:
+            self.splits()
+
+    def netdata(self) -> None:
+        """``-N``: netdata's external-plugin protocol, chart definitions the first time."""
+        interval = f"{self.opts.report_interval_s:.0f}"
+        first = not self.charts_sent
+        self.charts_sent = True
+        for target in self.targets:
+            name, host = "".join(c if c.isalnum() else "_" for c in target.name), target.host
+            sent, recv = target.sent_i, target.recv_i
+            if first:
+                self.line(
+                    f"CHART fping.{name}_packets '' 'FPing Packets for host {host}' packets '{host}'"
+                    f" fping.packets line 110020 {interval}\nDIMENSION xmt sent absolute 1 1"
+                    "\nDIMENSION rcv received absolute 1 1"
+                )
+            self.line(f"BEGIN fping.{name}_packets\nSET xmt = {sent}\nSET rcv = {recv}\nEND")
+            if first:
+                self.line(
+                    f"CHART fping.{name}_quality '' 'FPing Quality for host {host}' percentage '{host}'"
+                    f" fping.quality area 110010 {interval}\nDIMENSION returned '' absolute 1 1"
+                )
+            returned = recv * 100 // sent if sent else 0
+            self.line(f"BEGIN fping.{name}_quality\nSET returned = {returned}\nEND")
+            if first:
+                self.line(
+                    f"CHART fping.{name}_latency '' 'FPing Latency for host {host}' ms '{host}'"
+                    f" fping.latency area 110000 {interval}\nDIMENSION min minimum absolute 1 1000000"
+                    "\nDIMENSION max maximum absolute 1 1000000\nDIMENSION avg average absolute 1 1000000"
+                )
+            self.line(f"BEGIN fping.{name}_latency")
+            if recv:  # nanoseconds, as fping keeps them
+                low, avg, high = int(target.min_i * 1e9), int(target.total_i * 1e9) // recv, int(target.max_i * 1e9)
+                self.line(f"SET min = {low}\nSET avg = {avg}\nSET max = {high}")
+            self.line("END")
+            target.sent_i = target.recv_i = 0
+            target.min_i = target.max_i = target.total_i = 0.0
+        self.flush()
 
     def splits(self) -> None:
         """``-Q`` and SIGQUIT: counts since the last report, under a ``[hh:mm:ss]`` header."""
@@ -468,7 +514,7 @@ async def _resolve_all(run: _Run, names: list[str]) -> None:
             run.warning(entry)
             continue
         for address, family in entry:
-            run.targets.append(_Target(await _display(opts, name, address), address, family))
+            run.targets.append(_Target(await _display(opts, name, address), address, family, name))
 
 
 async def _addresses(name: str, wanted: Family | None, every: bool) -> list[tuple[str, Family]] | str:
@@ -746,7 +792,7 @@ async def _report_every(run: _Run, seconds: float) -> None:
     next_report = trio.current_time() + seconds
     while True:
         await trio.sleep_until(next_report)
-        run.splits()
+        run.report()
         now = trio.current_time()
         while next_report <= now:
             next_report += seconds
@@ -831,6 +877,9 @@ class _JsonRun(_Run):
             )
         self.flush()
         return status
+
+    def report(self) -> None:
+        pass  # every result is already a line
 
     def splits(self) -> None:
         pass

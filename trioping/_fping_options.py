@@ -79,6 +79,7 @@ class FpingOptions:
     all_addresses: bool = False  # -m
     dontfrag: bool = False  # -M
     name: bool = False  # -n
+    netdata: bool = False  # -N
     outage: bool = False  # -o
     tos: int | None = None
     period_ms: float = 1000.0
@@ -309,7 +310,7 @@ def parse_args(argv: list[str], version: str) -> FpingOptions:
         elif key == "m":
             opts.all_addresses = True
         elif key == "N":
-            raise FpingExit(f"{PROG}: -N (netdata output) is not supported", EXIT_USAGE)
+            opts.netdata = True
         elif key == "n":
             if opts.rdns:
                 raise FpingExit(f"{PROG}: use either one of -d or -n", EXIT_USAGE)
@@ -489,7 +490,7 @@ Output options:
    -e, --elapsed      show elapsed time on return packets
    -i, --interval=MSEC  interval between sending ping packets (default: 10 ms)
    -n, --name         show targets by name (reverse-DNS lookup for target IPs)
-   -N, --netdata      not supported by {PROG} (fping's netdata output)
+   -N, --netdata      output compatible for netdata (-l -Q are required)
    -o, --outage       show the accumulated outage time (lost packets * packet interval)
    -q, --quiet        quiet (don't show per-target/per-ping results)
    -Q, --squiet=SECS  same as -q, but add interval summary every SECS seconds
