@@ -89,6 +89,11 @@ class FanoutProgress:
     finished: bool
 
 
+def resume_chunk(buffer: int) -> int:
+    """How much room a full buffer must have again before sending resumes."""
+    return max(1, min(buffer // 4, 256))
+
+
 class _Host(StatsAccumulator):
     """One host of a batch: where its probes go and (being a :class:`StatsAccumulator`
     itself, one object less per host) its running counts.  It is its probes' tag; the batch
@@ -166,6 +171,7 @@ class Fanout:
             keep_hosts=plan.keep_statistics,
         )
         self._host_errors: list[HostError] = []
+        self._resume_below = plan.buffer - resume_chunk(plan.buffer)
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._consumer: trio.Event | None = None
@@ -262,10 +268,13 @@ class Fanout:
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         item = results.popleft()
-        if self._engine_event is not None:
-            self._wake_engine()
-        if self._admission._event is not None:
-            self._admission.wake()
+        # Room is given back in chunks, not a result at a time: a full batch read by a
+        # consumer that checkpoints per item would otherwise wake the engine for one send.
+        if len(results) + self._outstanding <= self._resume_below:
+            if self._engine_event is not None:
+                self._wake_engine()
+            if self._admission._event is not None:
+                self._admission.wake()
         return item
 
     def add(self, host: Host) -> None:

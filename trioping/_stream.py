@@ -70,6 +70,7 @@ class PingStream:
         self._finished_at: float | None = None
         self.overflowed = 0
         """Extra results (duplicate, late, invalid) not queued because the buffer was full."""
+        self._resume_below = plan.buffer - max(1, min(plan.buffer // 4, 256))
 
     @property
     def address(self) -> str | None:
@@ -120,8 +121,8 @@ class PingStream:
             raise trio.WouldBlock
         result = queue.popleft()
         room = self._room
-        if room is not None:
-            self._room = None
+        if room is not None and len(queue) + self._outstanding <= self._resume_below:
+            self._room = None  # room is given back in chunks (see the fan-out's)
             room.set()
         return result
 

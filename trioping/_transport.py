@@ -138,7 +138,9 @@ class Transport:
                 await self.sock.wait_readable()
             self._waiting = None
             self.drain()
-            self.expire(trio.current_time())
+            now = trio.current_time()
+            if now >= self._wake_at:  # else woken by a datagram, before any deadline
+                self.expire(now)
 
     def drain(self) -> None:
         """Judge everything queued on the socket now, and deliver the results."""
