@@ -510,6 +510,9 @@ class _Recorder:
     def deliver(self, probe: object, result: ProbeResult) -> None:
         self.results.append(result)
 
+    def abandon(self, error: BaseException) -> None:
+        pass
+
 
 @pytest.mark.usefixtures("local_routes")
 @pytest.mark.parametrize("family", FAMILIES)

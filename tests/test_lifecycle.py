@@ -283,3 +283,66 @@ async def _run_a_batch_without_statistics(live_hosts: Callable[[], int]) -> None
             _ = batch.statistics
     assert sorted(item.position for item in items) == list(range(300))
     assert all(isinstance(item, HostResult) and isinstance(item.result, Reply) for item in items)
+
+
+async def test_nothing_is_sent_once_a_stream_or_batch_has_stopped() -> None:
+    """Even when the sender was woken (room in the buffer) just before the consumer left: no
+    probe goes out after the stop, so none is left in the tables once the block has ended."""
+
+    def leftovers(pinger: trioping.Pinger, owner: object) -> int:
+        return sum(p.owner is owner for t in pinger._transports.values() for p in t.table.probes.values())
+
+    with RequestCapture(4) as capture:
+        async with trioping.open_pinger() as pinger:
+            at_exit = 0
+            for _ in range(20):
+                async with pinger.stream("127.0.0.1", interval=0, buffer=2) as stream:
+                    async for _ in stream:
+                        break
+                assert leftovers(pinger, stream) == 0
+                at_exit += stream.statistics.transmitted
+                async with pinger.fanout(loopback(40), rate=None, buffer=4) as batch:
+                    async for _ in batch:
+                        batch.receive_nowait()
+                        break
+                assert leftovers(pinger, batch) == 0
+                at_exit += batch.progress.sent
+            await trio.sleep(0.05)
+            assert sent_requests(capture, pinger) == at_exit
+
+
+async def test_what_outlives_its_pinger_ends_with_pinger_closed() -> None:
+    async with trio.open_nursery() as outer:
+        async with trioping.open_pinger() as pinger:
+            stream = await pinger.start_stream(outer, "127.0.0.1", interval=0.05, count=100)
+            batch = await pinger.start_fanout(outer, ["127.0.0.1"], count=None, interval=0.05)
+            first = await stream.__anext__()
+        with trio.fail_after(5):
+            with pytest.raises(trioping.PingerClosedError):
+                async for _ in stream:
+                    pass
+            with pytest.raises(trioping.PingerClosedError):
+                async for _ in batch:
+                    pass
+    assert isinstance(first, Reply)
+
+
+async def test_two_tasks_can_read_one_stream() -> None:
+    seen: list[int] = []
+    async with trioping.open_pinger() as pinger, pinger.stream("127.0.0.1", interval=0.01, count=6) as stream:
+
+        async def reader() -> None:
+            async for result in stream:
+                seen.append(result.probe_index)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                nursery.start_soon(reader)
+    assert sorted(seen) == list(range(6))
+
+
+async def test_hosts_are_added_only_to_a_monitor() -> None:
+    async with trioping.open_pinger() as pinger, pinger.fanout(["127.0.0.1"], rate=None) as batch:
+        with pytest.raises(trioping.InvalidArgumentError, match="count=None"):
+            batch.add("127.0.0.2")

@@ -356,6 +356,9 @@ class _Owner:
     def deliver(self, probe: Probe, result: trioping.ProbeResult) -> None:
         self.results.append(result)
 
+    def abandon(self, error: BaseException) -> None:
+        pass
+
 
 async def test_running_out_of_sequence_numbers_is_a_send_error_not_a_crash() -> None:
     async with trioping.open_pinger() as pinger:

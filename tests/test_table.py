@@ -35,6 +35,9 @@ class Owner:
     def deliver(self, probe: Probe, result: ProbeResult) -> None:
         raise AssertionError("the table returns results; it never calls owners")
 
+    def abandon(self, error: BaseException) -> None:
+        pass
+
 
 def v4_table() -> ProbeTable:
     return ProbeTable(Family.V4, IDENTIFIER, TOKEN, delivers_ip_header=True)

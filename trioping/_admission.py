@@ -115,6 +115,12 @@ class Admission(Generic[H]):
         """Each transport's kernel drop count when the batch first used it (by id)."""
         self.resolving = 0
         self.done = False
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Take no more hosts (the batch has ended)."""
+        self._stopped = True
+        self.wake()
 
     def has_room(self) -> bool:
         return len(self.ready) < self._ready_limit and len(self._results) < self._buffer
@@ -130,6 +136,8 @@ class Admission(Generic[H]):
         try:
             if isinstance(source, AsyncIterable):
                 async for item in source:
+                    if self._stopped:
+                        return
                     if not self._admit_literal(item):
                         await self._admit_name(item, nursery)
                     if not self.has_room():
@@ -139,6 +147,8 @@ class Admission(Generic[H]):
                 ready, results = self.ready, self._results
                 ready_limit, buffer = self._ready_limit, self._buffer
                 for item in source:
+                    if self._stopped:
+                        return
                     if not self._admit_literal(item):
                         await self._admit_name(item, nursery)
                     since_checkpoint += 1
@@ -158,7 +168,7 @@ class Admission(Generic[H]):
             await self._admit_name(item, nursery)
 
     async def _wait_for_room(self) -> None:
-        while not self.has_room():
+        while not self.has_room() and not self._stopped:
             event = self._event = trio.Event()
             await event.wait()
 
@@ -204,9 +214,11 @@ class Admission(Generic[H]):
         try:
             address, family = await resolve(item, self._family)
         except TriopingError as exc:
-            self._on_error(host, exc)
+            if not self._stopped and not getattr(host, "removed", False):
+                self._on_error(host, exc)
         else:
-            self._ready(host, address, family)
+            if not self._stopped:
+                self._ready(host, address, family)
         finally:
             self.resolving -= 1
             self._slots.release()

@@ -174,7 +174,9 @@ class Fanout:
         self._resume_below = plan.buffer - resume_chunk(plan.buffer)
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._consumer: trio.Event | None = None
+        self._consumers = trio.lowlevel.ParkingLot()  # several tasks may read one batch
+        self._parked = 0
+        self._error: BaseException | None = None
         self._engine_event: trio.Event | None = None
         self._order = 0
         self._sent = 0
@@ -249,9 +251,14 @@ class Fanout:
         await trio.lowlevel.checkpoint()  # before taking anything, so a cancel loses nothing
         while not self._results:
             if self.finished:
+                if self._error is not None:
+                    raise self._error
                 raise StopAsyncIteration
-            event = self._consumer = trio.Event()
-            await event.wait()
+            self._parked += 1
+            try:
+                await self._consumers.park()
+            finally:
+                self._parked -= 1
         return self.receive_nowait()
 
     def receive_nowait(self) -> FanoutItem:
@@ -265,6 +272,8 @@ class Fanout:
         results = self._results
         if not results:
             if self.finished:
+                if self._error is not None:
+                    raise self._error
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         item = results.popleft()
@@ -281,6 +290,8 @@ class Fanout:
         """Ping *host* too, from now on: a batch made with ``count=None`` (a monitor) takes
         hosts while it runs.  A name is resolved in the batch's tasks; failing, it becomes a
         :class:`HostError` item, as in the iterable."""
+        if self.plan.count is not None:
+            raise InvalidArgumentError("hosts are added to a batch made with count=None (a monitor) only")
         if self._nursery is None or self.finished:
             raise trio.ClosedResourceError("this batch is not running")
         self._nursery.start_soon(self._admission.admit, host, self._nursery)
@@ -337,10 +348,8 @@ class Fanout:
             return
         self._outstanding -= 1
         self._results.append(HostResult(host.host, host.address, host.position, result))
-        event = self._consumer
-        if event is not None:
-            self._consumer = None
-            event.set()
+        if self._parked:
+            self._consumers.unpark()
         if self._outstanding == 0 and self._engine_event is not None:
             self._wake_engine()
 
@@ -362,10 +371,8 @@ class Fanout:
             event.set()
 
     def _wake_consumer(self) -> None:
-        event = self._consumer
-        if event is not None:
-            self._consumer = None
-            event.set()
+        if self._parked:
+            self._consumers.unpark()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -392,11 +399,18 @@ class Fanout:
         self.finished = True
         if self._finished_at is None:
             self._finished_at = trio.current_time()
+        self._admission.stop()
         for transport in self._admission.transports:
             transport.table.forget_owner(self)
         self._repeats.clear()
         self._admission.ready.clear()
-        self._wake_consumer()
+        self._consumers.unpark_all()
+
+    def abandon(self, error: BaseException) -> None:
+        """The pinger closed under this batch: no verdict will come.  Its consumer gets
+        *error* once the items already queued are taken."""
+        self._error = error
+        self._stop()
 
     # -- the engine: pacing and sending --------------------------------------------------------
 
@@ -419,9 +433,9 @@ class Fanout:
         count = plan.count
         next_slot = clock()
         since_checkpoint = 0
-        while True:
+        while not self.finished:  # (stopped while this task waited for an event already set)
             now = clock()
-            while len(results) + self._outstanding < buffer:
+            while len(results) + self._outstanding < buffer and not self.finished:
                 slot = now
                 if period:
                     slot = next_slot if next_slot > now - _MAX_LAG else now - _MAX_LAG

@@ -46,12 +46,17 @@ class _SingleProbe:
 
     def __init__(self) -> None:
         self.outcome: Reply | IcmpError | SendError | Timeout | None = None
+        self.error: BaseException | None = None
         self.done = trio.Event()
 
     def deliver(self, probe: Probe, result: ProbeResult) -> None:
         if self.outcome is None and isinstance(result, (Reply, IcmpError, SendError, Timeout)):
             self.outcome = result
             self.done.set()
+
+    def abandon(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
 
 
 class Pinger:
@@ -349,14 +354,16 @@ class Pinger:
             await owner.done.wait()
         finally:
             transport.table.forget(sent)
-        assert owner.outcome is not None
+        if owner.outcome is None:
+            assert owner.error is not None
+            raise owner.error
         return owner.outcome
 
     def _close(self) -> None:
         self._closed = True
-        for transport in self._transports.values():
-            transport.sock.close()
         self._drops_at_close = self.kernel_drops
+        for transport in self._transports.values():
+            transport.close()
         self._transports.clear()
 
 

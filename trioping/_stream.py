@@ -58,7 +58,8 @@ class PingStream:
         self._accumulator = StatsAccumulator(plan.host, "", keep_results=plan.keep_results)
         self._queue: deque[ProbeResult] = deque()
         self._outstanding = 0
-        self._consumer: trio.Event | None = None
+        self._consumers = trio.lowlevel.ParkingLot()  # several tasks may read one stream
+        self._parked = 0
         self._room: trio.Event | None = None
         self._all_answered: trio.Event | None = None
         self._scope = trio.CancelScope()
@@ -68,6 +69,7 @@ class PingStream:
         self._finished = False
         self._started_at: float | None = None
         self._finished_at: float | None = None
+        self._error: BaseException | None = None
         self.overflowed = 0
         """Extra results (duplicate, late, invalid) not queued because the buffer was full."""
         self._resume_below = plan.buffer - max(1, min(plan.buffer // 4, 256))
@@ -104,9 +106,14 @@ class PingStream:
         await trio.lowlevel.checkpoint()  # before taking anything, so a cancel loses nothing
         while not self._queue:
             if self._finished:
+                if self._error is not None:
+                    raise self._error
                 raise StopAsyncIteration
-            event = self._consumer = trio.Event()
-            await event.wait()
+            self._parked += 1
+            try:
+                await self._consumers.park()
+            finally:
+                self._parked -= 1
         return self.receive_nowait()
 
     def receive_nowait(self) -> ProbeResult:
@@ -117,6 +124,8 @@ class PingStream:
         queue = self._queue
         if not queue:
             if self._finished:
+                if self._error is not None:
+                    raise self._error
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         result = queue.popleft()
@@ -158,10 +167,8 @@ class PingStream:
             self._queue.append(result)
         else:
             self.overflowed += 1
-        event = self._consumer
-        if event is not None:
-            self._consumer = None
-            event.set()
+        if self._parked:
+            self._consumers.unpark()
 
     # -- the sending task ----------------------------------------------------------------------
 
@@ -185,10 +192,16 @@ class PingStream:
             self._finished_at = trio.current_time()
         if self._transport is not None:
             self._transport.table.forget_owner(self)
-        event = self._consumer
-        if event is not None:
-            self._consumer = None
-            event.set()
+        self._consumers.unpark_all()
+        if self._all_answered is not None:
+            self._all_answered.set()
+
+    def abandon(self, error: BaseException) -> None:
+        """The pinger closed under this stream: no verdict will come.  Its consumer gets
+        *error* once the results already queued are taken."""
+        self._error = error
+        self._scope.cancel()
+        self._finish()
 
     async def _run(self, transport: Transport, address: str, *, task_status: trio.TaskStatus[None]) -> None:
         plan = self._plan
@@ -230,6 +243,8 @@ class PingStream:
                     await room.wait()
                 if interval:
                     start = max(start, clock() - index * interval)  # resume, no catch-up burst
+            if self._finished:  # stopped while this task waited for an event already set
+                return
             last = self._last
             if notify is not None and last is not None and not self._last_answered:
                 notify(Outstanding(last.target, last.sequence, last.probe_index))
@@ -238,7 +253,12 @@ class PingStream:
             self._last = None
             sent = transport.try_send(address, index, size, ttl, self, timeout, clock(), tx)
             if sent is None:  # the send buffer is full
-                sent = await transport.send(address, index, size, ttl, self, timeout, tx)
+                try:
+                    sent = await transport.send(address, index, size, ttl, self, timeout, tx)
+                except BaseException:  # stopped while waiting: this probe never went out
+                    self._outstanding -= 1
+                    accumulator.transmitted -= 1
+                    raise
             index += 1
             if sent.state is _WAITING:
                 self._last = sent

@@ -82,6 +82,9 @@ class ProbeOwner(Protocol):
 
     def deliver(self, probe: Probe, result: ProbeResult) -> None: ...
 
+    def abandon(self, error: BaseException) -> None:
+        """The socket is closed under the owner's probes: no verdict will come."""
+
 
 class Probe:
     """One echo request, and what is needed to judge its replies."""

@@ -15,6 +15,7 @@ import time
 
 import trio
 
+from ._errors import PingerClosedError
 from ._results import SendError
 from ._socket import IcmpSocket
 from ._table import Probe, ProbeOwner, ProbeState, ProbeTable, local_error_text
@@ -39,6 +40,7 @@ class Transport:
         )
         self._waiting: trio.CancelScope | None = None
         self._wake_at = math.inf
+        self.closed = False
 
     @property
     def identifier(self) -> int:
@@ -74,6 +76,8 @@ class Transport:
         A send the kernel refused is a probe like any other, finished at once: its
         :class:`SendError` has been delivered to *owner* before this returns.
         """
+        if self.closed:
+            raise PingerClosedError("this pinger is closed: use it inside its open_pinger() block")
         table = self.table
         made = table.open_probe(target, probe_index, size, owner, tag, _time_ns(), _monotonic_ns(), now, reply_timeout)
         if isinstance(made, SendError):  # no free sequence: a probe that never was
@@ -125,6 +129,16 @@ class Transport:
             mtu = self.sock.path_mtu(probe.target)
             return self.table.refuse(probe, number, local_error_text(number, mtu or 0), mtu)
         return self.table.refuse(probe, number, exc.strerror or str(exc))
+
+    def close(self) -> None:
+        """Close the socket; every owner with a probe still here is told no verdict will come
+        (a stream or batch that outlived its pinger ends with :class:`PingerClosedError`)."""
+        self.closed = True
+        owners = {id(probe.owner): probe.owner for probe in self.table.probes.values()}
+        for owner in owners.values():
+            owner.abandon(PingerClosedError("the pinger closed while this was waiting for replies"))
+        self.table.probes.clear()
+        self.sock.close()
 
     # -- receiving ---------------------------------------------------------------------------
 
