@@ -447,7 +447,7 @@ class Fanout:
                         continue
                     if not self._send(host, now):
                         heapq.heappush(repeats, (due, order, host))
-                        await host.transport.sock.wait_writable()
+                        await host.transport.wait_to_send()
                         now = clock()
                         continue
                 elif ready:
@@ -458,7 +458,7 @@ class Fanout:
                         host.first_at = now
                     if not self._send(host, now):
                         ready.appendleft(host)
-                        await host.transport.sock.wait_writable()
+                        await host.transport.wait_to_send()
                         now = clock()
                         continue
                 else:

@@ -237,7 +237,8 @@ class IcmpError(NamedTuple):
 
 @_own_kind_equality
 class SendError(NamedTuple):
-    """The kernel refused to send the probe (``ENOBUFS``, ``EHOSTUNREACH``, ``EMSGSIZE``...).
+    """The kernel refused to send the probe (``EPERM`` from a firewall, ``EHOSTUNREACH``,
+    ``EMSGSIZE``...).  A full queue (``ENOBUFS``) is not one: that probe is sent again shortly.
 
     Counted as transmitted, as an error and so as lost, as iputils counts a refused
     ``sendmsg``: a host that cannot be reached must never show less loss.  For ``EMSGSIZE`` (a probe larger than the

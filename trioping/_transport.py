@@ -21,6 +21,10 @@ from ._socket import IcmpSocket
 from ._table import Probe, ProbeOwner, ProbeState, ProbeTable, local_error_text
 
 _BATCH = 512
+_CONGESTED = frozenset({errno.ENOBUFS, errno.ENOMEM})
+"""Errors that mean *not sent, slow down*: a full device queue or socket buffer (a raw
+socket says ENOBUFS where others say EAGAIN).  The probe is sent again, as iputils does."""
+_CONGESTED_PAUSE = 0.001
 _time_ns = time.time_ns
 _monotonic_ns = time.monotonic_ns
 
@@ -41,6 +45,7 @@ class Transport:
         self._waiting: trio.CancelScope | None = None
         self._wake_at = math.inf
         self.closed = False
+        self._congested = False
 
     @property
     def identifier(self) -> int:
@@ -71,7 +76,8 @@ class Transport:
         tag: object = None,
     ) -> Probe | None:
         """Send one echo now (*now*: the Trio time) and return its probe, whose results reach
-        *owner*.  None: the socket buffer is full, nothing was sent; wait writable and retry.
+        *owner*.  None: the socket buffer or the device queue is full, nothing was sent;
+        :meth:`wait_to_send`, then try again.
 
         A send the kernel refused is a probe like any other, finished at once: its
         :class:`SendError` has been delivered to *owner* before this returns.
@@ -94,6 +100,10 @@ class Transport:
             table.withdraw(probe)
             return None
         except OSError as exc:
+            if exc.errno in _CONGESTED:
+                table.withdraw(probe)
+                self._congested = True
+                return None
             owner.deliver(probe, self._refuse(probe, exc))
             return probe
         if probe.deadline < self._wake_at:  # the receiver must wake earlier for it
@@ -119,6 +129,15 @@ class Transport:
             sent = self.try_send(target, probe_index, size, ttl, owner, reply_timeout, now, tx_timestamp, tag)
             if sent is not None:
                 return sent
+            await self.wait_to_send()
+
+    async def wait_to_send(self) -> None:
+        """Wait until a send that found no room may be tried again: the socket writable, or,
+        after ENOBUFS (which no readiness event ends), a millisecond."""
+        if self._congested:
+            self._congested = False
+            await trio.sleep(_CONGESTED_PAUSE)
+        else:
             await self.sock.wait_writable()
 
     def _refuse(self, probe: Probe, exc: OSError) -> SendError:
