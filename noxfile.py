@@ -68,6 +68,7 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or [
         "benchmarks/cli_startup.py",
         "benchmarks/rtt_accuracy.py",
+        "benchmarks/core.py",
         "benchmarks/fanout.py",
         "benchmarks/python_floor.py",
     ]
