@@ -15,6 +15,7 @@ own.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import deque
@@ -252,7 +253,7 @@ class Fanout:
         while not self._results:
             if self.finished:
                 if self._error is not None:
-                    raise self._error
+                    raise copy.copy(self._error)  # a fresh one each time, not one piling tracebacks
                 raise StopAsyncIteration
             self._parked += 1
             try:
@@ -273,7 +274,7 @@ class Fanout:
         if not results:
             if self.finished:
                 if self._error is not None:
-                    raise self._error
+                    raise copy.copy(self._error)  # a fresh one each time, not one piling tracebacks
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         item = results.popleft()

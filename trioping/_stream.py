@@ -7,6 +7,7 @@ block stops it and forgets its probes, and an error in it reaches that block alo
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -107,7 +108,7 @@ class PingStream:
         while not self._queue:
             if self._finished:
                 if self._error is not None:
-                    raise self._error
+                    raise copy.copy(self._error)  # a fresh one each time, not one piling tracebacks
                 raise StopAsyncIteration
             self._parked += 1
             try:
@@ -125,7 +126,7 @@ class PingStream:
         if not queue:
             if self._finished:
                 if self._error is not None:
-                    raise self._error
+                    raise copy.copy(self._error)  # a fresh one each time, not one piling tracebacks
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         result = queue.popleft()
