@@ -28,7 +28,7 @@ import trio
 
 from ._admission import Admission
 from ._errors import InvalidArgumentError, TriopingError, unwrap_lone_exception
-from ._options import FanoutPlan
+from ._options import FanoutPlan, check_hosts, resume_chunk
 from ._packet import Family
 from ._resolve import Host
 from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
@@ -90,17 +90,12 @@ class FanoutProgress:
     finished: bool
 
 
-def resume_chunk(buffer: int) -> int:
-    """How much room a full buffer must have again before sending resumes."""
-    return max(1, min(buffer // 4, 256))
-
-
 class _Host(StatsAccumulator):
     """One host of a batch: where its probes go and (being a :class:`StatsAccumulator`
     itself, one object less per host) its running counts.  It is its probes' tag; the batch
     is their owner."""
 
-    __slots__ = ("error", "first_at", "position", "removed", "transport")
+    __slots__ = ("first_at", "position", "removed", "transport")
 
     transport: Transport
 
@@ -116,7 +111,6 @@ class _Host(StatsAccumulator):
         self.results = None
         self.elapsed = self.first_at = 0.0
         self.position = position
-        self.error: TriopingError | None = None
         self.removed = False
 
 
@@ -152,8 +146,7 @@ class Fanout:
         hosts: Iterable[Host] | AsyncIterable[Host],
         transport_for: Callable[[Family], Transport],
     ) -> None:
-        if isinstance(hosts, (str, bytes)) or not isinstance(hosts, (Iterable, AsyncIterable)):
-            raise InvalidArgumentError(f"hosts must be an iterable of hosts, not {hosts!r}")
+        check_hosts(hosts)
         self.plan = plan
         self._source = hosts
         self._repeats: list[tuple[float, int, _Host]] = []
@@ -355,7 +348,6 @@ class Fanout:
             self._wake_engine()
 
     def _host_error(self, host: _Host, error: TriopingError) -> None:
-        host.error = error
         self._unresolved += 1
         item = HostError(host.host, host.position, error)
         self._host_errors.append(item)
@@ -540,8 +532,7 @@ class FanoutContext:
         hosts: Iterable[Host] | AsyncIterable[Host],
         transport_for: Callable[[Family], Transport],
     ) -> None:
-        if isinstance(hosts, (str, bytes)) or not isinstance(hosts, (Iterable, AsyncIterable)):
-            raise InvalidArgumentError(f"hosts must be an iterable of hosts, not {hosts!r}")
+        check_hosts(hosts)
         self._manager = open_fanout(plan, hosts, transport_for)
 
     async def __aenter__(self) -> Fanout:

@@ -9,7 +9,7 @@ Trio.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 
 from ._errors import InvalidArgumentError
@@ -31,6 +31,19 @@ DEFAULT_STREAM_BUFFER = 1024
 """Results a stream holds for its consumer, probes in flight included (see PingStream)."""
 DEFAULT_FANOUT_BUFFER = 65536
 """Results a fan-out batch holds for its consumer, probes in flight included (see Fanout)."""
+
+
+def check_hosts(hosts: object) -> None:
+    """A batch's hosts: any iterable of hosts, lazy or async, but not one host's string."""
+    if isinstance(hosts, (str, bytes)) or not isinstance(hosts, (Iterable, AsyncIterable)):
+        raise InvalidArgumentError(f"hosts must be an iterable of hosts, not {hosts!r}")
+
+
+def resume_chunk(buffer: int) -> int:
+    """How much room a full stream or batch buffer must have again before sending resumes:
+    room is given back in chunks, so that a consumer reading one result at a time does not
+    wake the sender for each send."""
+    return max(1, min(buffer // 4, 256))
 
 
 def check_count(count: int | None, *, allow_none: bool, name: str = "count") -> int | None:

@@ -16,7 +16,7 @@ from typing import Any, cast
 import trio
 
 from ._errors import unwrap_lone_exception
-from ._options import StreamPlan
+from ._options import StreamPlan, resume_chunk
 from ._packet import Family, validate_size
 from ._resolve import resolve
 from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
@@ -66,14 +66,13 @@ class PingStream:
         self._scope = trio.CancelScope()
         self._last: Probe | None = None
         self._last_answered = True
-        self._sending_done = False
         self._finished = False
         self._started_at: float | None = None
         self._finished_at: float | None = None
         self._error: BaseException | None = None
         self.overflowed = 0
         """Extra results (duplicate, late, invalid) not queued because the buffer was full."""
-        self._resume_below = plan.buffer - max(1, min(plan.buffer // 4, 256))
+        self._resume_below = plan.buffer - resume_chunk(plan.buffer)
 
     @property
     def address(self) -> str | None:
@@ -132,7 +131,7 @@ class PingStream:
         result = queue.popleft()
         room = self._room
         if room is not None and len(queue) + self._outstanding <= self._resume_below:
-            self._room = None  # room is given back in chunks (see the fan-out's)
+            self._room = None  # room is given back in chunks
             room.set()
         return result
 
@@ -213,7 +212,6 @@ class PingStream:
                     self._scope.deadline = plan.deadline
                 task_status.started()
                 await self._send_all(transport, address, start)
-                self._sending_done = True
                 if self._outstanding:
                     self._all_answered = trio.Event()
                     await self._all_answered.wait()
