@@ -182,7 +182,7 @@ class Transport:
         if sock.tx_timestamps or sock.kernel_owns_identifier:
             # Transmit stamps first, so a reply read below is timed from its own.
             for data, ancillary, address in sock.error_queue_batch(_BATCH):
-                delivery = table.error_queue_entry(data, ancillary, address)
+                delivery = table.error_queue_entry(data, ancillary, address, _monotonic_ns())
                 if delivery is not None:
                     delivery[0].owner.deliver(*delivery)
         receive = table.receive
