@@ -18,6 +18,7 @@ from ._errors import (
     TriopingError,
 )
 from ._fanout import Fanout, FanoutItem, FanoutProgress, HostError, HostResult
+from ._mtr import Mtr, MtrHop, MtrHost, MtrReport
 from ._options import (
     DEFAULT_COUNT,
     DEFAULT_FANOUT_BUFFER,
@@ -45,10 +46,18 @@ from ._results import (
 from ._socket import PathMtuDiscovery, SocketKind
 from ._stats import PingStats, ResultsNotKeptError
 from ._stream import PingStream
+from ._trace import Hop, HopResult, Trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Mtr",
+    "MtrHop",
+    "MtrHost",
+    "MtrReport",
+    "Hop",
+    "HopResult",
+    "Trace",
     "DEFAULT_COUNT",
     "DEFAULT_FANOUT_BUFFER",
     "DEFAULT_INTERVAL",

@@ -10,6 +10,7 @@ import trio
 
 from ._errors import InvalidArgumentError, PermissionDeniedError, PingerClosedError, unwrap_lone_exception
 from ._fanout import Fanout, FanoutContext, start_fanout
+from ._mtr import DEFAULT_MTR_BUFFER, DEFAULT_MTR_TIMEOUT, Mtr, MtrContext, mtr_plan, start_mtr
 from ._options import (
     DEFAULT_COUNT,
     DEFAULT_FANOUT_BUFFER,
@@ -38,6 +39,19 @@ from ._socket import (
 from ._stats import PingStats
 from ._stream import PingStream, StreamContext, start_stream
 from ._table import Probe
+from ._trace import (
+    DEFAULT_MAX_HOPS,
+    DEFAULT_NAME_CONCURRENCY,
+    DEFAULT_NAME_TIMEOUT,
+    DEFAULT_PROBES_PER_HOP,
+    DEFAULT_TRACE_CONCURRENCY,
+    DEFAULT_TRACE_TIMEOUT,
+    Trace,
+    TraceContext,
+    TracePlan,
+    start_trace,
+    trace_plan,
+)
 from ._transport import Transport
 
 
@@ -324,6 +338,161 @@ class Pinger:
         )
         self._check_open()
         return await start_fanout(nursery, plan, hosts, self._transport)
+
+    def trace(
+        self,
+        host: Host,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        probes_per_hop: int = DEFAULT_PROBES_PER_HOP,
+        timeout: float = DEFAULT_TRACE_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        names: bool = False,
+        name_timeout: float = DEFAULT_NAME_TIMEOUT,
+        name_concurrency: int = DEFAULT_NAME_CONCURRENCY,
+        tx_timestamps: bool = True,
+    ) -> TraceContext:
+        """Trace the path to *host*, as ``async with pinger.trace(host) as trace: async for
+        hop in trace: ...``: a :class:`~trioping.Hop` per TTL from *first_hop*, in order, each
+        with its *probes_per_hop* results (the target's :class:`Reply`, a router's
+        :class:`IcmpError` with its RTT, or a :class:`Timeout` after *timeout* seconds).
+
+        Ends at the target, at an unreachable, or at *max_hops*.  Up to *concurrency* probes
+        are in flight at once, every TTL together, as traceroute sends them; hops still come
+        out in order.  *names=True* looks addresses up in the background (see
+        :class:`~trioping.Trace`).  Works with raw and datagram sockets alike.  Arguments
+        are checked here, before anything is sent.
+        """
+        plan = trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=probes_per_hop,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=names,
+            name_timeout=name_timeout,
+            name_concurrency=name_concurrency,
+            tx_timestamps=tx_timestamps,
+        )
+        self._check_open()
+        return TraceContext(plan, self._transport)
+
+    async def start_trace(
+        self,
+        nursery: trio.Nursery,
+        host: Host,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        probes_per_hop: int = DEFAULT_PROBES_PER_HOP,
+        timeout: float = DEFAULT_TRACE_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        names: bool = False,
+        name_timeout: float = DEFAULT_NAME_TIMEOUT,
+        name_concurrency: int = DEFAULT_NAME_CONCURRENCY,
+        tx_timestamps: bool = True,
+    ) -> Trace:
+        """:meth:`trace`, for a caller who owns a nursery: the trace's tasks run in *nursery*
+        and their errors go there; it stops after its final hop, at ``await trace.aclose()``,
+        or when *nursery* is cancelled.  Returns once the host is resolved and probing began."""
+        plan = trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=probes_per_hop,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=names,
+            name_timeout=name_timeout,
+            name_concurrency=name_concurrency,
+            tx_timestamps=tx_timestamps,
+        )
+        self._check_open()
+        return await start_trace(nursery, plan, self._transport)
+
+    def mtr(
+        self,
+        host: Host,
+        count: int | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        timeout: float = DEFAULT_MTR_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        buffer: int = DEFAULT_MTR_BUFFER,
+    ) -> MtrContext:
+        """Trace *host* every *interval* seconds, *count* times (None: until the block ends),
+        as ``async with pinger.mtr(host, 10) as run: async for report in run: ...``: an
+        :class:`~trioping.MtrReport` of running per-hop figures (sent, loss, last, average,
+        best, worst, standard deviation; per address too) each time a round completes.
+
+        Rounds overlap: one starts every *interval* whatever the last is waiting for, so a
+        silent hop costs one *timeout*, not one per round.  Arguments are checked here.
+        """
+        plan = mtr_plan(
+            count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
+        )
+        self._check_open()
+        return MtrContext(plan, self._transport)
+
+    async def start_mtr(
+        self,
+        nursery: trio.Nursery,
+        host: Host,
+        count: int | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        timeout: float = DEFAULT_MTR_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        buffer: int = DEFAULT_MTR_BUFFER,
+    ) -> Mtr:
+        """:meth:`mtr`, for a caller who owns a nursery: its tasks run in *nursery*."""
+        plan = mtr_plan(
+            count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
+        )
+        self._check_open()
+        return await start_mtr(nursery, plan, self._transport)
+
+    @staticmethod
+    def _mtr_trace_plan(
+        host: Host,
+        max_hops: int,
+        timeout: float,
+        first_hop: int,
+        size: int,
+        family: Family | int | None,
+        concurrency: int,
+    ) -> TracePlan:
+        return trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=1,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=False,
+            name_timeout=DEFAULT_NAME_TIMEOUT,
+            name_concurrency=DEFAULT_NAME_CONCURRENCY,
+        )
 
     async def probe(
         self,
