@@ -338,6 +338,7 @@ class Trace:
             send, receive = trio.open_memory_channel[str](math.inf)
             self._name_requests = send
             nursery.start_soon(self._name_all, receive)
+        await self._transport.wait_for_stamps()
         await nursery.start(self._run, self._transport, address)
 
     def _stop(self) -> None:
