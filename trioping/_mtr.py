@@ -27,11 +27,6 @@ from ._results import IcmpError, Reply
 from ._trace import Hop, TracePlan, ends_trace, start_trace
 from ._transport import Transport
 
-DEFAULT_MTR_TIMEOUT = 2.0
-DEFAULT_MTR_BUFFER = 16
-"""Snapshots held for a consumer that falls behind; older ones are dropped (the newest
-holds everything the older ones did)."""
-
 
 class _Running:
     """Running RTT figures: count, last, best, worst, mean and the sum of squared deviations
@@ -329,7 +324,6 @@ class MtrContext:
 
 
 __all__ = [
-    "DEFAULT_MTR_TIMEOUT",
     "Mtr",
     "MtrContext",
     "MtrHop",

@@ -5,20 +5,28 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._errors import InvalidArgumentError, PermissionDeniedError, PingerClosedError, unwrap_lone_exception
 from ._fanout import Fanout, FanoutContext, start_fanout
-from ._mtr import DEFAULT_MTR_BUFFER, DEFAULT_MTR_TIMEOUT, Mtr, MtrContext, mtr_plan, start_mtr
 from ._options import (
     DEFAULT_COUNT,
     DEFAULT_FANOUT_BUFFER,
     DEFAULT_INTERVAL,
+    DEFAULT_MAX_HOPS,
+    DEFAULT_MTR_BUFFER,
+    DEFAULT_MTR_TIMEOUT,
+    DEFAULT_NAME_CONCURRENCY,
+    DEFAULT_NAME_TIMEOUT,
+    DEFAULT_PROBES_PER_HOP,
     DEFAULT_RATE,
     DEFAULT_RESOLVE_CONCURRENCY,
     DEFAULT_STREAM_BUFFER,
     DEFAULT_TIMEOUT,
+    DEFAULT_TRACE_CONCURRENCY,
+    DEFAULT_TRACE_TIMEOUT,
     check_count,
     check_seconds,
     check_ttl,
@@ -39,20 +47,11 @@ from ._socket import (
 from ._stats import PingStats
 from ._stream import PingStream, StreamContext, start_stream
 from ._table import Probe
-from ._trace import (
-    DEFAULT_MAX_HOPS,
-    DEFAULT_NAME_CONCURRENCY,
-    DEFAULT_NAME_TIMEOUT,
-    DEFAULT_PROBES_PER_HOP,
-    DEFAULT_TRACE_CONCURRENCY,
-    DEFAULT_TRACE_TIMEOUT,
-    Trace,
-    TraceContext,
-    TracePlan,
-    start_trace,
-    trace_plan,
-)
 from ._transport import Transport
+
+if TYPE_CHECKING:  # imported where used: a ping run does without them (start-up time)
+    from ._mtr import Mtr, MtrContext
+    from ._trace import Trace, TraceContext, TracePlan
 
 
 class _SingleProbe:
@@ -366,6 +365,8 @@ class Pinger:
         :class:`~trioping.Trace`).  Works with raw and datagram sockets alike.  Arguments
         are checked here, before anything is sent.
         """
+        from ._trace import trace_plan
+
         plan = trace_plan(
             host,
             max_hops=max_hops,
@@ -381,6 +382,8 @@ class Pinger:
             tx_timestamps=tx_timestamps,
         )
         self._check_open()
+        from ._trace import TraceContext
+
         return TraceContext(plan, self._transport)
 
     async def start_trace(
@@ -403,6 +406,8 @@ class Pinger:
         """:meth:`trace`, for a caller who owns a nursery: the trace's tasks run in *nursery*
         and their errors go there; it stops after its final hop, at ``await trace.aclose()``,
         or when *nursery* is cancelled.  Returns once the host is resolved and probing began."""
+        from ._trace import trace_plan
+
         plan = trace_plan(
             host,
             max_hops=max_hops,
@@ -418,6 +423,8 @@ class Pinger:
             tx_timestamps=tx_timestamps,
         )
         self._check_open()
+        from ._trace import start_trace
+
         return await start_trace(nursery, plan, self._transport)
 
     def mtr(
@@ -442,10 +449,14 @@ class Pinger:
         Rounds overlap: one starts every *interval* whatever the last is waiting for, so a
         silent hop costs one *timeout*, not one per round.  Arguments are checked here.
         """
+        from ._mtr import mtr_plan
+
         plan = mtr_plan(
             count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
         )
         self._check_open()
+        from ._mtr import MtrContext
+
         return MtrContext(plan, self._transport)
 
     async def start_mtr(
@@ -464,10 +475,14 @@ class Pinger:
         buffer: int = DEFAULT_MTR_BUFFER,
     ) -> Mtr:
         """:meth:`mtr`, for a caller who owns a nursery: its tasks run in *nursery*."""
+        from ._mtr import mtr_plan
+
         plan = mtr_plan(
             count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
         )
         self._check_open()
+        from ._mtr import start_mtr
+
         return await start_mtr(nursery, plan, self._transport)
 
     @staticmethod
@@ -480,6 +495,8 @@ class Pinger:
         family: Family | int | None,
         concurrency: int,
     ) -> TracePlan:
+        from ._trace import trace_plan
+
         return trace_plan(
             host,
             max_hops=max_hops,

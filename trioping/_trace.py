@@ -36,14 +36,6 @@ HopResult = Reply | IcmpError | Timeout | SendError
 """What one probe of a hop came to: the target's reply, a router's ICMP error (time
 exceeded, or an unreachable that ends the trace), a timeout, or a refused send."""
 
-DEFAULT_MAX_HOPS = 30
-DEFAULT_PROBES_PER_HOP = 3
-DEFAULT_TRACE_TIMEOUT = 5.0
-"""Seconds a trace probe waits (traceroute's ``-w`` default)."""
-DEFAULT_TRACE_CONCURRENCY = 16
-"""Probes of one trace in flight at once (traceroute's ``-N`` default)."""
-DEFAULT_NAME_TIMEOUT = 2.0
-DEFAULT_NAME_CONCURRENCY = 8
 MAX_PROBES_PER_HOP = 10
 _TIME_EXCEEDED = IcmpErrorKind.TIME_EXCEEDED
 
@@ -429,10 +421,6 @@ class TraceContext:
 
 
 __all__ = [
-    "DEFAULT_MAX_HOPS",
-    "DEFAULT_PROBES_PER_HOP",
-    "DEFAULT_TRACE_CONCURRENCY",
-    "DEFAULT_TRACE_TIMEOUT",
     "Hop",
     "HopResult",
     "Trace",
