@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
 import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -409,3 +414,52 @@ def test_mtr_through_the_lab_counts_loss_at_a_silenced_hop(tracelab: TraceLab) -
         [tracelab.hops4[2]],
         [tracelab.hops4[3]],
     ]
+
+
+def test_mtr_on_a_terminal_is_a_live_table_that_ctrl_c_leaves_on_screen() -> None:
+    """Without -c on a terminal: the table is redrawn in place each round; SIGINT ends the
+    run, the last table stays, and the exit status says the target answered."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trioping", "--mtr", "-n", "-i", "0.05", "127.0.0.1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(slave)
+    screen = b""
+
+    def read_for(seconds: float) -> bytes:
+        got = b""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                got += chunk
+        return got
+
+    try:
+        screen += read_for(1.0)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(10)
+        screen += read_for(0.3)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    assert status == 0
+    text = screen.decode()
+    assert text.count("HOST: ") >= 3  # redrawn
+    assert "\x1b[1A" in text  # in place: the cursor goes back up
+    last = text.rsplit("Start: ", 1)[1].splitlines()
+    assert last[1].startswith("HOST: ")
+    assert re.match(r"  1\.\|-- 127\.0\.0\.1 +0\.0%", last[2])
