@@ -463,3 +463,27 @@ def test_mtr_on_a_terminal_is_a_live_table_that_ctrl_c_leaves_on_screen() -> Non
     last = text.rsplit("Start: ", 1)[1].splitlines()
     assert last[1].startswith("HOST: ")
     assert re.match(r"  1\.\|-- 127\.0\.0\.1 +0\.0%", last[2])
+
+
+def test_mtr_names_loopback_as_mtr_does() -> None:
+    """Without -n, as mtr: the row shows the address's name (loopback's only: tests look up
+    no other)."""
+    mtr = mtr_or_skip()
+    done = cli("--mtr", "-c", "1", "-i", "0.1", "127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    real = subprocess.run([mtr, "-r", "-c", "1", "127.0.0.1"], capture_output=True, text=True, check=True)
+    row = re.compile(r"\s*1\.\|-- (\S+)")
+    ours = row.match(done.stdout.splitlines()[2])
+    theirs = row.match(real.stdout.splitlines()[2])
+    assert ours is not None
+    assert theirs is not None
+    assert ours.group(1) == theirs.group(1)
+
+
+async def test_mtr_names_in_the_library() -> None:
+    expected = socket.getnameinfo(("127.0.0.1", 0), socket.NI_NAMEREQD)[0]
+    async with trioping.open_pinger() as pinger, pinger.mtr("127.0.0.1", 1, names=True) as run:
+        async for _report in run:
+            pass
+        await run.wait_for_names(["127.0.0.1"], trio.current_time() + 5)
+        assert run.name("127.0.0.1") == expected

@@ -238,9 +238,9 @@ def _c_fields(prefix: str, texts: tuple[str, ...]) -> str:
     return line
 
 
-def mtr_report_lines(report: MtrReport, local_name: str) -> list[str]:
-    """``mtr --report``'s lines after ``Start:``: the header and a row per hop, further
-    addresses of a hop under its row."""
+def mtr_report_lines(report: MtrReport, local_name: str, name: Callable[[str], str | None] | None = None) -> list[str]:
+    """``mtr --report``'s lines after ``Start:``: the header and a row per hop (its first
+    address, or its name when *name* knows one), further addresses under its row."""
     header = _c_fields(
         f"HOST: {local_name:<{_HOST_WIDTH}}", tuple(f"%{w}s" % t for t, w in zip(_TITLES, _WIDTHS, strict=True))
     )
@@ -249,14 +249,22 @@ def mtr_report_lines(report: MtrReport, local_name: str) -> list[str]:
         loss, sent, last, avg, best, worst, stddev = _hop_values(hop)
         values: tuple[Any, ...] = (loss, sent, None, last, avg, best, worst, stddev)
         texts = tuple(" " if value is None else fmt % value for fmt, value in zip(_FIELDS, values, strict=True))
-        name = hop.address or "???"
-        lines.append(_c_fields(f" {hop.ttl:2d}.|-- {name:<{_HOST_WIDTH}}", texts))
+        shown = _shown(hop.address, name)
+        lines.append(_c_fields(f" {hop.ttl:2d}.|-- {shown:<{_HOST_WIDTH}}", texts))
         for index, host in enumerate(hop.hosts[1:]):
             lines.append(f"    |  `|-- {host.address}" if index == 0 else f"    |   |-- {host.address}")
     return lines
 
 
-def mtr_json(report: MtrReport, local_name: str, options: TraceOptions) -> str:
+def _shown(address: str | None, name: Callable[[str], str | None] | None) -> str:
+    if address is None:
+        return "???"
+    return (name(address) if name is not None else None) or address
+
+
+def mtr_json(
+    report: MtrReport, local_name: str, options: TraceOptions, name: Callable[[str], str | None] | None = None
+) -> str:
     """``mtr --json``'s object (mtr 0.95's keys and types)."""
     hubs = []
     for hop in report.hops:
@@ -264,7 +272,7 @@ def mtr_json(report: MtrReport, local_name: str, options: TraceOptions) -> str:
         hubs.append(
             {
                 "count": hop.ttl,
-                "host": hop.address or "???",
+                "host": _shown(hop.address, name),
                 "Loss%": loss,
                 "Snt": sent,
                 "Last": last,
@@ -300,6 +308,7 @@ async def _mtr(options: TraceOptions, out: Writer, run_scope: trio.CancelScope) 
             first_hop=options.first_hop,
             size=options.size,
             family=options.family,
+            names=options.names,
         )
         _address, family = await resolve(options.host, options.family)
         pinger.socket_kind(family)
@@ -311,14 +320,17 @@ async def _mtr(options: TraceOptions, out: Writer, run_scope: trio.CancelScope) 
                 else:
                     async for _report in run:
                         pass
+                    addresses = [host.address for hop in run.report.hops for host in hop.hosts[:1]]
+                    await run.wait_for_names(addresses, trio.current_time() + _NAME_WAIT)
     if run is None:  # Ctrl-C before the first round
         return EXIT_NO_REPLY
     report = run.report
+    name = run.name if options.names else None
     if options.json_output:
-        out(mtr_json(report, local_name, options))
+        out(mtr_json(report, local_name, options, name))
     elif not live:
         out(f"Start: {start}")
-        for line in mtr_report_lines(report, local_name):
+        for line in mtr_report_lines(report, local_name, name):
             out(line)
     return EXIT_REPLIES if report.reached else EXIT_NO_REPLY
 
@@ -330,7 +342,7 @@ async def _live_table(run: Mtr, start: str, local_name: str) -> None:
     from rich.text import Text
 
     def render(report: MtrReport) -> Text:
-        return Text("\n".join([f"Start: {start}", *mtr_report_lines(report, local_name)]))
+        return Text("\n".join([f"Start: {start}", *mtr_report_lines(report, local_name, run.name)]))
 
     with Live(render(run.report), console=Console(), auto_refresh=False, transient=False) as live:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from ._errors import unwrap_lone_exception
+from ._names import NameBook
 from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
 from ._resolve import resolve
@@ -167,6 +168,8 @@ class Mtr:
         self._scope = trio.CancelScope()
         self._finished = False
         self._error: BaseException | None = None
+        trace = plan.trace
+        self._names = NameBook(trace.name_concurrency, trace.name_timeout) if trace.names else None
         self.dropped = 0
         """Snapshots dropped because the consumer fell more than ``buffer`` behind."""
 
@@ -199,6 +202,15 @@ class Mtr:
         self._stop()
         await trio.lowlevel.checkpoint()
 
+    def name(self, address: str) -> str | None:
+        """The reverse name of *address*, if looked up and found (``names=True``)."""
+        return None if self._names is None else self._names.name(address)
+
+    async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
+        """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
+        if self._names is not None:
+            await self._names.wait_for(addresses, deadline)
+
     def _add(self, hop: Hop) -> None:
         figures = self._hops.get(hop.ttl)
         if figures is None:
@@ -211,6 +223,8 @@ class Mtr:
                 host = figures.hosts.get(result.source)
                 if host is None:
                     host = figures.hosts[result.source] = _Running()
+                    if self._names is not None:
+                        self._names.request(result.source)
                 host.add(rtt)
             if ends_trace(result) and (self._final is None or hop.ttl < self._final):
                 self._final = hop.ttl
@@ -225,6 +239,8 @@ class Mtr:
     async def _start(self, nursery: trio.Nursery) -> None:
         trace = self._plan.trace
         self.address, family = await resolve(trace.target, trace.family)
+        if self._names is not None:
+            nursery.start_soon(self._names.run)
         await nursery.start(self._run, family)
 
     async def _run(self, family: Family, *, task_status: trio.TaskStatus[None]) -> None:
@@ -270,12 +286,16 @@ class Mtr:
 
     def _stop(self) -> None:
         self._scope.cancel()
+        if self._names is not None:
+            self._names.scope.cancel()
         self._finish()
 
     def _finish(self) -> None:
         if self._finished:
             return
         self._finished = True
+        if self._names is not None:
+            self._names.close()  # its task ends once the lookups asked are done
         self._consumers.unpark_all()
 
     def abandon(self, error: BaseException) -> None:

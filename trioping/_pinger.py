@@ -440,6 +440,7 @@ class Pinger:
         family: Family | int | None = None,
         concurrency: int = DEFAULT_TRACE_CONCURRENCY,
         buffer: int = DEFAULT_MTR_BUFFER,
+        names: bool = False,
     ) -> MtrContext:
         """Trace *host* every *interval* seconds, *count* times (None: until the block ends),
         as ``async with pinger.mtr(host, 10) as run: async for report in run: ...``: an
@@ -447,12 +448,17 @@ class Pinger:
         best, worst, standard deviation; per address too) each time a round completes.
 
         Rounds overlap: one starts every *interval* whatever the last is waiting for, so a
-        silent hop costs one *timeout*, not one per round.  Arguments are checked here.
+        silent hop costs one *timeout*, not one per round.  *names=True* looks addresses up
+        in the background, as :meth:`trace` does (``run.name(address)``).  Arguments are
+        checked here.
         """
         from ._mtr import mtr_plan
 
         plan = mtr_plan(
-            count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
+            count,
+            interval,
+            self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency, names),
+            buffer,
         )
         self._check_open()
         from ._mtr import MtrContext
@@ -473,12 +479,16 @@ class Pinger:
         family: Family | int | None = None,
         concurrency: int = DEFAULT_TRACE_CONCURRENCY,
         buffer: int = DEFAULT_MTR_BUFFER,
+        names: bool = False,
     ) -> Mtr:
         """:meth:`mtr`, for a caller who owns a nursery: its tasks run in *nursery*."""
         from ._mtr import mtr_plan
 
         plan = mtr_plan(
-            count, interval, self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency), buffer
+            count,
+            interval,
+            self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency, names),
+            buffer,
         )
         self._check_open()
         from ._mtr import start_mtr
@@ -494,6 +504,7 @@ class Pinger:
         size: int,
         family: Family | int | None,
         concurrency: int,
+        names: bool,
     ) -> TracePlan:
         from ._trace import trace_plan
 
@@ -506,7 +517,7 @@ class Pinger:
             size=size,
             family=family,
             concurrency=concurrency,
-            names=False,
+            names=names,
             name_timeout=DEFAULT_NAME_TIMEOUT,
             name_concurrency=DEFAULT_NAME_CONCURRENCY,
         )

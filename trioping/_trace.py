@@ -14,8 +14,6 @@ and hops come out in order as each is complete.  Its task lives in a nursery sco
 from __future__ import annotations
 
 import copy
-import math
-import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +23,7 @@ from typing import Any
 import trio
 
 from ._errors import InvalidArgumentError, unwrap_lone_exception
+from ._names import NameBook
 from ._options import check_positive, check_seconds
 from ._packet import Family, validate_size
 from ._resolve import Host, parse_family, resolve
@@ -167,7 +166,7 @@ class Trace:
 
     **Names.**  With ``names=True`` each address that answers is looked up (reverse DNS),
     ``name_concurrency`` at a time, each for at most ``name_timeout`` seconds, in the
-    background: hops never wait for names.  :meth:`name` gives one once known, and
+    background (:mod:`._names`): hops never wait for names.  :meth:`name` gives one once known, and
     :meth:`wait_for_names` waits for some, up to a deadline of the caller's.
     """
 
@@ -188,10 +187,7 @@ class Trace:
         self._done = trio.Event()
         self._consumers = trio.lowlevel.ParkingLot()
         self._scope = trio.CancelScope()
-        self._names_scope = trio.CancelScope()
-        self._names: dict[str, str | None] = {}
-        self._name_events: dict[str, trio.Event] = {}
-        self._name_requests: trio.MemorySendChannel[str] | None = None
+        self._names = NameBook(plan.name_concurrency, plan.name_timeout) if plan.names else None
         self._finished = False
         self._error: BaseException | None = None
         self.sent = 0
@@ -224,15 +220,12 @@ class Trace:
 
     def name(self, address: str) -> str | None:
         """The reverse name of *address*, if looked up and found (``names=True``)."""
-        return self._names.get(address)
+        return None if self._names is None else self._names.name(address)
 
     async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
         """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        with trio.move_on_at(deadline):
-            for address in addresses:
-                event = self._name_events.get(address)
-                if event is not None:
-                    await event.wait()
+        if self._names is not None:
+            await self._names.wait_for(addresses, deadline)
 
     # -- the receiver's side -----------------------------------------------------------------
 
@@ -254,8 +247,8 @@ class Trace:
         self._in_flight -= 1
         if ends_trace(hop_result) and (self._final is None or ttl < self._final):
             self._final = ttl
-        if isinstance(hop_result, (Reply, IcmpError)):
-            self._request_name(hop_result.source)
+        if self._names is not None and isinstance(hop_result, (Reply, IcmpError)):
+            self._names.request(hop_result.source)
         self._emit_ready()
         if self._room is not None:
             self._room.set()
@@ -280,42 +273,13 @@ class Trace:
         self._slots.clear()
         if self._transport is not None:
             self._transport.table.forget_owner(self)
-        if self._name_requests is not None:
-            self._name_requests.close()  # the name task ends once the lookups asked are done
+        if self._names is not None:
+            self._names.close()  # the name task ends once the lookups asked are done
 
     def abandon(self, error: BaseException) -> None:
         """The pinger closed under this trace: its consumer gets *error* after the hops out."""
         self._error = error
         self._stop()
-
-    # -- names -------------------------------------------------------------------------------
-
-    def _request_name(self, address: str) -> None:
-        if self._name_requests is None or address in self._name_events:
-            return
-        self._name_events[address] = trio.Event()
-        try:
-            self._name_requests.send_nowait(address)
-        except (trio.ClosedResourceError, trio.BrokenResourceError, trio.WouldBlock):
-            self._name_events[address].set()
-
-    async def _name_all(self, requests: trio.MemoryReceiveChannel[str]) -> None:
-        limiter = trio.CapacityLimiter(self._plan.name_concurrency)
-        with self._names_scope:
-            async with trio.open_nursery() as nursery, requests:
-                async for address in requests:
-                    nursery.start_soon(self._look_up, address, limiter)
-
-    async def _look_up(self, address: str, limiter: trio.CapacityLimiter) -> None:
-        try:
-            with trio.move_on_after(self._plan.name_timeout):
-                async with limiter:
-                    name, _port = await trio.socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
-                    self._names[address] = name
-        except OSError:
-            self._names[address] = None
-        finally:
-            self._name_events[address].set()
 
     # -- the sending task ----------------------------------------------------------------------
 
@@ -325,17 +289,15 @@ class Trace:
         validate_size(plan.size, family)
         self.address, self.family = address, family
         self._transport = self._transport_for(family)
-        if plan.names:
-            # Unbounded in form only: one request per distinct address, at most max_hops x probes.
-            send, receive = trio.open_memory_channel[str](math.inf)
-            self._name_requests = send
-            nursery.start_soon(self._name_all, receive)
+        if self._names is not None:
+            nursery.start_soon(self._names.run)
         await self._transport.wait_for_stamps()
         await nursery.start(self._run, self._transport, address)
 
     def _stop(self) -> None:
         self._scope.cancel()
-        self._names_scope.cancel()
+        if self._names is not None:
+            self._names.scope.cancel()
         self._finish()
 
     def _finish(self) -> None:
@@ -344,8 +306,8 @@ class Trace:
         self._finished = True
         if self._transport is not None:
             self._transport.table.forget_owner(self)
-        if self._name_requests is not None:
-            self._name_requests.close()
+        if self._names is not None:
+            self._names.close()
         self._consumers.unpark_all()
         if self._room is not None:
             self._room.set()
