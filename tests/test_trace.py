@@ -487,3 +487,18 @@ async def test_mtr_names_in_the_library() -> None:
             pass
         await run.wait_for_names(["127.0.0.1"], trio.current_time() + 5)
         assert run.name("127.0.0.1") == expected
+
+
+def test_a_send_the_kernel_refuses_is_said_once_on_stderr(tracelab: TraceLab) -> None:
+    """A route of type ``unreachable`` in the client's own namespace: the kernel refuses
+    every probe (nothing leaves); traceroute's ``*`` for each, the reason once."""
+    refused = "198.19.79.1"
+    route = ["ip", "netns", "exec", tracelab.client, "ip", "route"]
+    subprocess.run([*route, "add", "unreachable", "198.19.79.0/24"], check=True, timeout=10)
+    try:
+        done = tracelab.run([sys.executable, "-m", "trioping", "-T", "-n", "-m", "2", refused])
+    finally:
+        subprocess.run([*route, "del", "unreachable", "198.19.79.0/24"], check=True, timeout=10)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[1:] == [" 1  * * *", " 2  * * *"]
+    assert done.stderr == "trioping: sendmsg: No route to host\n"

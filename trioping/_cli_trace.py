@@ -18,11 +18,12 @@ from typing import Any
 import trio
 
 from ._cli_common import EXIT_NO_REPLY, EXIT_REPLIES, UsageError, run_interruptibly
+from ._format import send_error_text
 from ._mtr import Mtr, MtrHop, MtrReport
 from ._packet import Family
 from ._pinger import open_pinger
 from ._resolve import resolve
-from ._results import IcmpError, IcmpErrorKind, Reply, Timeout
+from ._results import IcmpError, IcmpErrorKind, Reply, SendError, Timeout
 from ._trace import Hop, HopResult, Trace
 
 Writer = Callable[[str], None]
@@ -186,8 +187,13 @@ async def _traceroute(options: TraceOptions, out: Writer, run_scope: trio.Cancel
                     f"traceroute to {options.host} ({address}), {options.max_hops} hops max, "
                     f"{_packet_bytes(options.size, family)} byte packets"
                 )
+            warned: set[str] = set()
             async with context as trace:
                 async for hop in trace:
+                    for result in hop.results:
+                        if isinstance(result, SendError) and result.message not in warned:
+                            warned.add(result.message)  # once each, as traceroute reports a refused send
+                            _warn(send_error_text(result))
                     if options.names:
                         await trace.wait_for_names(hop.addresses, trio.current_time() + _NAME_WAIT)
                     if options.json_output:
@@ -199,6 +205,11 @@ async def _traceroute(options: TraceOptions, out: Writer, run_scope: trio.Cancel
                 summary = {"type": "trace", "host": options.host, "address": address, "reached": reached}
                 out(json.dumps(summary))
     return EXIT_REPLIES if reached else EXIT_NO_REPLY
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"trioping: {message}\n")
+    sys.stderr.flush()
 
 
 # -- mtr -------------------------------------------------------------------------------------
