@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -233,12 +233,12 @@ class Trace:
         """Take a verdict from the socket's receiver (or, for a refused send, the send)."""
         if self._finished:
             return
-        kind = type(result)
-        if not (kind is Timeout or kind is IcmpError or kind is SendError or kind is Reply):
+        if isinstance(result, Reply):
+            if result.duplicate:
+                return
+        elif not isinstance(result, (Timeout, IcmpError, SendError)):
             return  # late or invalid replies say nothing about the path
-        if kind is Reply and result.duplicate:  # type: ignore[union-attr]
-            return
-        hop_result: HopResult = result  # type: ignore[assignment]
+        hop_result: HopResult = result
         ttl, index = probe.tag
         slots = self._slots.get(ttl)
         if slots is None or slots[index] is not None:
@@ -261,7 +261,7 @@ class Trace:
             if slots is None or None in slots:
                 break
             del self._slots[ttl]
-            self._queue.append(Hop(ttl, tuple(slots)))  # type: ignore[arg-type]
+            self._queue.append(Hop(ttl, tuple(cast(list[HopResult], slots))))
             self._next_ttl = ttl + 1
             if ttl >= plan.max_hops or (self._final is not None and ttl >= self._final):
                 self._complete()
