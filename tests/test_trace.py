@@ -17,6 +17,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -24,11 +25,13 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trioping
 from trioping import Family, Hop, IcmpError, MtrReport, Reply, RttClock, Timeout
 from trioping._cli_trace import hop_line, mtr_report_lines
-from trioping._mtr import MtrHop, MtrHost
+from trioping._mtr import MtrHop, MtrHost, _Running
 
 from .tracelab import TraceLab, Unavailable, mtr_hops, traceroute, traceroute_hops
 
@@ -330,18 +333,20 @@ def test_the_same_hops_as_traceroute_and_mtr(tracelab: TraceLab, v6: bool) -> No
 
 
 @pytest.mark.parametrize("unprivileged", PRIVILEGES)
-def test_a_silenced_router_is_a_star(tracelab: TraceLab, unprivileged: bool) -> None:
-    argv = [sys.executable, "-m", "trioping", "-T", "-n", "-W", "0.5", tracelab.target4]
+@pytest.mark.parametrize("v6", FAMILIES)
+def test_a_silenced_router_is_a_star(tracelab: TraceLab, v6: bool, unprivileged: bool) -> None:
+    target = tracelab.target6 if v6 else tracelab.target4
+    argv = [sys.executable, "-m", "trioping", "-T", "-n", "-W", "0.5", target]
     with tracelab.silence(2):
         done = tracelab.run(argv, unprivileged=unprivileged)
         try:
-            real = traceroute_hops(tracelab, tracelab.target4)
+            real = traceroute_hops(tracelab, target, v6)
         except Unavailable:
             real = None
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()[1:]
     assert lines[1] == " 2  * * *"
-    expected: list[str | None] = list(tracelab.hops4)
+    expected: list[str | None] = list(lab_hops(tracelab, v6))
     expected[1] = None
     ours = [None if line.split()[1] == "*" else line.split()[1] for line in lines]
     assert ours == expected
@@ -502,3 +507,28 @@ def test_a_send_the_kernel_refuses_is_said_once_on_stderr(tracelab: TraceLab) ->
     assert done.returncode == 1
     assert done.stdout.splitlines()[1:] == [" 1  * * *", " 2  * * *"]
     assert done.stderr == "trioping: sendmsg: No route to host\n"
+
+
+def test_a_trace_stops_at_max_hops_short_of_the_target(tracelab: TraceLab) -> None:
+    out = probe_in_lab(tracelab, {"traces": [{"host": tracelab.target4, "max_hops": 2, "timeout": 2}]})
+    [trace] = out["traces"]
+    assert addresses(trace) == [[hop] * 3 for hop in tracelab.hops4[:2]]
+    done = tracelab.run([sys.executable, "-m", "trioping", "-T", "-n", "-m", "2", "--first-hop", "2", tracelab.target4])
+    assert done.returncode == 1  # not reached
+    assert done.stdout.splitlines()[0].endswith(", 2 hops max, 84 byte packets")
+    assert [line.split()[:2] for line in done.stdout.splitlines()[1:]] == [["2", tracelab.hops4[1]]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1e-6, 10.0), min_size=1, max_size=50))
+def test_running_figures_are_the_batch_figures(rtts: list[float]) -> None:
+    """Welford's running mean and deviation equal the batch ones (mtr's sample stddev)."""
+    running = _Running()
+    for rtt in rtts:
+        running.add(rtt)
+    assert running.count == len(rtts)
+    assert running.last == rtts[-1]
+    assert (running.best, running.worst) == (min(rtts), max(rtts))
+    assert running.mean == pytest.approx(statistics.fmean(rtts), rel=1e-9)
+    expected = statistics.stdev(rtts) if len(rtts) > 1 else 0.0
+    assert running.stddev == pytest.approx(expected, rel=1e-6, abs=1e-9)
