@@ -130,7 +130,10 @@ or with -c N a line per probe on stdout and a summary per host on stderr.
 
 Exit status: one host 0 if any reply arrived, 1 if none; several hosts 0 if every host
 answered, 1 if some did not; 2 on an error (bad option, unknown name, no permission).
--D, -O and --json apply to one host only: with several they are refused (status 2)."""
+-D, -O and --json apply to one host only: with several they are refused (status 2).
+
+-T HOST traces the route as traceroute -I prints it; --mtr HOST as mtr (a live table on a
+terminal, else mtr --report); both exit 0 if HOST answered, 1 if not, 2 on an error."""
 
 app = typer.Typer(
     add_completion=False,
