@@ -55,7 +55,9 @@ _PENDING_ICMP_ERRNOS = frozenset(
 )
 """What a Linux datagram ICMP socket's pending error (``sk_err``, set by every ICMP error
 it receives -- a router's time-exceeded included) can be: the next send reports it *instead
-of sending*, once.  Such a send is made again, once; a refusal of its own fails twice."""
+of sending*, once.  Such a send is made again (errors keep arriving during a trace, so up
+to :data:`_PENDING_RETRIES` times); a refusal of its own fails every time."""
+_PENDING_RETRIES = 3
 _BROKEN_SOCKET_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EINVAL})
 """Errors from ``recvmsg`` that mean the socket itself is unusable.  Any other errno is a
 pending error the kernel derived from an ICMP message (datagram sockets report it once on
@@ -288,11 +290,12 @@ class IcmpSocket:
         ``tx_timestamp=False`` sends without a TX stamp, which saves a control message and an
         error-queue read per probe; None is then returned.
         """
-        try:
-            return self._send(packet, address, ttl, tx_timestamp)
-        except OSError as exc:
-            if not (self.kernel_owns_identifier and exc.errno in _PENDING_ICMP_ERRNOS):
-                raise
+        for _ in range(_PENDING_RETRIES):
+            try:
+                return self._send(packet, address, ttl, tx_timestamp)
+            except OSError as exc:
+                if not (self.kernel_owns_identifier and exc.errno in _PENDING_ICMP_ERRNOS):
+                    raise
         return self._send(packet, address, ttl, tx_timestamp)
 
     def _send(self, packet: bytes, address: str, ttl: int | None, tx_timestamp: bool) -> int | None:
