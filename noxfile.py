@@ -1,7 +1,7 @@
 """Every check, from scratch: ``python3 -m venv .venv && .venv/bin/pip install nox && .venv/bin/nox``.
 
 The default sessions are ``tests`` (on every supported Python that nox can find), ``lint``
-and ``typecheck`` (on one); ``bench`` compares against fping, iputils ping, icmplib and
+and ``typecheck`` (on one); ``bench`` compares against fping, iputils ping, icmplib, traceroute, mtr and
 ``python -c "import trio"`` and is run on request (``nox -s bench``).
 
 Interpreters are found as nox finds them: ``python3.X`` on PATH, and the versions pyenv,
@@ -64,13 +64,14 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     # Installed as users install it: an editable install puts an import hook in every
     # interpreter's start-up, which whole-process timings would include.
-    session.install(".", "icmplib")
+    session.install(".", "icmplib", "pytest")  # pytest: the trace benchmark builds its lab with tests/tracelab.py
     scripts = session.posargs or [
         "benchmarks/cli_startup.py",
         "benchmarks/rtt_accuracy.py",
         "benchmarks/core.py",
         "benchmarks/fanout.py",
         "benchmarks/python_floor.py",
+        "benchmarks/trace.py",
     ]
     for script in scripts:
         session.run("python", script)

@@ -1,5 +1,6 @@
-"""Shared fixtures: privilege checks, the network-namespace lab (tests/netlab.py) and the
-private namespaces of the datagram and option tests (tests/nsutil.py)."""
+"""Shared fixtures: privilege checks, the network-namespace lab (tests/netlab.py), the
+private namespaces of the datagram and option tests (tests/nsutil.py) and the router chain of
+the trace tests (tests/tracelab.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.netlab", "tests.nsutil"]
+pytest_plugins = ["tests.netlab", "tests.nsutil", "tests.tracelab"]
 
 
 def _can_open_raw_icmp() -> bool:

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -197,20 +197,29 @@ class MiniLab:
 
     def destroy(self) -> None:
         """Remove the namespaces (killing anything still running in them). Idempotent."""
-        ip = _ip()
-        for ns in self.namespaces:
-            pids = subprocess.run([ip, "netns", "pids", ns], capture_output=True, text=True, timeout=30).stdout
-            for pid in pids.split():
-                with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-                    os.kill(int(pid), 9)
-            subprocess.run([ip, "netns", "del", ns], capture_output=True, timeout=30, check=False)
+        remove_namespaces(self.namespaces)
 
 
-def sweep_stale_labs() -> None:
-    """Remove mini-labs whose creating pytest died without cleaning up (e.g. SIGKILL)."""
+def remove_namespaces(namespaces: Iterable[str]) -> None:
+    """Delete these namespaces, killing anything still running in them; missing ones are skipped."""
+    ip = _ip()
+    for ns in namespaces:
+        pids = subprocess.run([ip, "netns", "pids", ns], capture_output=True, text=True, timeout=30).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                os.kill(int(pid), 9)
+        subprocess.run([ip, "netns", "del", ns], capture_output=True, timeout=30, check=False)
+
+
+def sweep_stale_labs(pattern: str = r"tping-dg-(\d+)-\w+") -> None:
+    """Remove labs whose creating pytest died without cleaning up (e.g. SIGKILL).
+
+    *pattern* matches a lab's namespace name (the whole match) from its start, its first
+    group being the creator's pid; the default matches this module's mini-labs.
+    """
     listing = subprocess.run([_ip(), "netns", "list"], capture_output=True, text=True, timeout=30).stdout
     for line in listing.splitlines():
-        match = re.match(r"tping-dg-(\d+)-\w+", line)
+        match = re.match(pattern, line)
         if match is None:
             continue
         pid = int(match.group(1))

@@ -253,7 +253,7 @@ def _feed(table: ProbeTable, data: bytes, ancillary: list[tuple[int, int, bytes]
 def _feed_error_queue(
     table: ProbeTable, data: bytes, ancillary: list[tuple[int, int, bytes]], source: str
 ) -> list[ProbeResult]:
-    delivery = table.error_queue_entry(data, ancillary, source)
+    delivery = table.error_queue_entry(data, ancillary, source, time.monotonic_ns())
     return [] if delivery is None else [delivery[1]]
 
 

@@ -145,7 +145,7 @@ def test_a_transmit_stamp_times_the_reply_from_the_kernel() -> None:
     extended = struct.pack("IBBBBII", 42, C.SO_EE_ORIGIN_TIMESTAMPING, 0, 0, 0, 0, 17)
     entry = [(C.SOL_SOCKET, C.SO_TIMESTAMPING, struct.pack("qq", *divmod(WALL_NS + 10_000, 10**9)) + bytes(32))]
     entry.append((C.IPPROTO_IP, C.IP_RECVERR, extended))
-    assert table.error_queue_entry(b"", entry, "") is None
+    assert table.error_queue_entry(b"", entry, "", 0) is None
     assert probe.tx_ns == WALL_NS + 10_000
     delivery = table.receive(reply_to(request), stamp(WALL_NS + 35_000), TARGET, 10**12)
     assert delivery is not None

@@ -130,7 +130,10 @@ or with -c N a line per probe on stdout and a summary per host on stderr.
 
 Exit status: one host 0 if any reply arrived, 1 if none; several hosts 0 if every host
 answered, 1 if some did not; 2 on an error (bad option, unknown name, no permission).
--D, -O and --json apply to one host only: with several they are refused (status 2)."""
+-D, -O and --json apply to one host only: with several they are refused (status 2).
+
+-T HOST traces the route as traceroute -I prints it; --mtr HOST as mtr (a live table on a
+terminal, else mtr --report); both exit 0 if HOST answered, 1 if not, 2 on an error."""
 
 app = typer.Typer(
     add_completion=False,
@@ -249,11 +252,56 @@ def _command(
             help="Refuse a -g range of more than N addresses.",
         ),
     ] = DEFAULT_MAX_TARGETS,
+    traceroute: Annotated[
+        bool,
+        typer.Option("-T", "--traceroute", help="Trace the route to HOST, as traceroute -I prints it."),
+    ] = False,
+    mtr: Annotated[
+        bool,
+        typer.Option(
+            "--mtr",
+            help="Trace HOST repeatedly, as mtr: a live table on a terminal without -c, else mtr --report"
+            " after -c rounds (10 by default); --json gives mtr's JSON.",
+        ),
+    ] = False,
+    numeric: Annotated[bool, typer.Option("-n", help="-T/--mtr: print addresses only, no reverse names.")] = False,
+    max_hops: Annotated[
+        int, typer.Option("-m", "--max-hops", metavar="HOPS", help="-T/--mtr: the largest TTL probed (1-255).")
+    ] = 30,
+    probes: Annotated[int, typer.Option("--probes", metavar="N", help="-T: probes per hop (1-10).")] = 3,
+    first_hop: Annotated[int, typer.Option("--first-hop", metavar="TTL", help="-T/--mtr: the first TTL probed.")] = 1,
     version: Annotated[
         bool,
         typer.Option("-V", "--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
     ] = False,
 ) -> None:
+    if traceroute or mtr:
+        if traceroute and mtr:
+            raise UsageError("-T and --mtr are two modes: give one")
+        if files or generate or alive or unreachable or timestamps or outstanding:
+            raise UsageError("-T and --mtr trace one HOST: -f, -g, -a, -u, -D and -O do not apply")
+        # Imported here: ping's start-up does without it.
+        from . import _cli_trace as trc
+
+        trace_source, trace_device = _source_or_interface(interface)
+        trace_options = trc.TraceOptions(
+            host=trc.check_hosts(hosts or [], "--mtr" if mtr else "-T"),
+            mtr=mtr,
+            count=count,
+            interval=interval,
+            size=size,
+            timeout=timeout,
+            family=_source_family(trace_source, _family(ipv4, ipv6)),
+            max_hops=max_hops,
+            probes=probes,
+            first_hop=first_hop,
+            names=not numeric,
+            json_output=json_output,
+            source=trace_source,
+            interface=trace_device,
+            tos=_tos(tos),
+        )
+        raise SystemExit(trc.command(trace_options, _write_line()))
     if _fanout_wanted(hosts, files, generate, alive, unreachable):
         if timestamps or outstanding or json_output:
             raise UsageError("-D, -O and --json apply to one host only")

@@ -31,6 +31,19 @@ DEFAULT_STREAM_BUFFER = 1024
 """Results a stream holds for its consumer, probes in flight included (see PingStream)."""
 DEFAULT_FANOUT_BUFFER = 65536
 """Results a fan-out batch holds for its consumer, probes in flight included (see Fanout)."""
+DEFAULT_MAX_HOPS = 30
+"""The largest TTL a trace probes unless told otherwise (traceroute's ``-m``)."""
+DEFAULT_PROBES_PER_HOP = 3
+DEFAULT_TRACE_TIMEOUT = DEFAULT_TIMEOUT
+DEFAULT_TRACE_CONCURRENCY = 16
+"""Probes of one trace in flight at once (traceroute's ``-N`` default)."""
+DEFAULT_NAME_TIMEOUT = 2.0
+"""Seconds a trace's reverse lookup of one address may take."""
+DEFAULT_NAME_CONCURRENCY = 8
+DEFAULT_MTR_TIMEOUT = DEFAULT_TIMEOUT
+DEFAULT_MTR_BUFFER = 16
+"""mtr snapshots held for a consumer that falls behind; older ones are dropped (the newest
+holds everything the older ones did)."""
 
 
 def check_hosts(hosts: object) -> None:
@@ -196,11 +209,19 @@ __all__ = [
     "DEFAULT_COUNT",
     "DEFAULT_FANOUT_BUFFER",
     "DEFAULT_INTERVAL",
+    "DEFAULT_MAX_HOPS",
+    "DEFAULT_MTR_BUFFER",
+    "DEFAULT_MTR_TIMEOUT",
+    "DEFAULT_NAME_CONCURRENCY",
+    "DEFAULT_NAME_TIMEOUT",
+    "DEFAULT_PROBES_PER_HOP",
     "DEFAULT_RATE",
     "DEFAULT_RESOLVE_CONCURRENCY",
     "DEFAULT_SIZE",
     "DEFAULT_STREAM_BUFFER",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_TRACE_CONCURRENCY",
+    "DEFAULT_TRACE_TIMEOUT",
     "FanoutPlan",
     "StreamPlan",
     "fanout_plan",

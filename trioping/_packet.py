@@ -318,6 +318,9 @@ class ErrorMessage:
     identifier: int
     sequence: int
     source: str | None = None
+    quoted_data: bytes = b""
+    """The quoted request's echo data, as far as the error quotes it (RFC 792 asks for 8
+    bytes of it only, Linux quotes up to 576 bytes in all): matched against the probe's."""
 
 
 Decoded = EchoMessage | ErrorMessage | None
@@ -414,7 +417,7 @@ def decode_icmpv4(message: bytes, *, source: str | None = None, ttl: int | None 
     quoted = _decode_quoted_v4(message[ICMP_HEADER_SIZE:])
     if quoted is None:
         return None
-    target, quoted_identifier, quoted_sequence = quoted
+    target, quoted_identifier, quoted_sequence, quoted_data = quoted
     return ErrorMessage(
         family=Family.V4,
         icmp_type=icmp_type,
@@ -424,10 +427,11 @@ def decode_icmpv4(message: bytes, *, source: str | None = None, ttl: int | None 
         identifier=quoted_identifier,
         sequence=quoted_sequence,
         source=source,
+        quoted_data=quoted_data,
     )
 
 
-def _decode_quoted_v4(quote: bytes) -> tuple[str, int, int] | None:
+def _decode_quoted_v4(quote: bytes) -> tuple[str, int, int, bytes] | None:
     if len(quote) < IPV4_HEADER_SIZE:
         raise PacketError("ICMP error quotes less than an IPv4 header")
     if quote[0] >> 4 != 4:
@@ -440,7 +444,8 @@ def _decode_quoted_v4(quote: bytes) -> tuple[str, int, int] | None:
     icmp_type, _code, _checksum, identifier, sequence = _ICMP_HEADER.unpack_from(quote, header_size)
     if icmp_type != ICMPV4_ECHO_REQUEST:
         return None
-    return socket.inet_ntop(socket.AF_INET, quote[16:20]), identifier, sequence
+    data = quote[header_size + ICMP_HEADER_SIZE :]
+    return socket.inet_ntop(socket.AF_INET, quote[16:20]), identifier, sequence, data
 
 
 _IPV6_HEADER_SIZE = 40
@@ -489,6 +494,7 @@ def decode_icmpv6(message: bytes, *, source: str | None = None, hop_limit: int |
         identifier=quoted_identifier,
         sequence=quoted_sequence,
         source=source,
+        quoted_data=quote[_IPV6_HEADER_SIZE + ICMP_HEADER_SIZE :],
     )
 
 
@@ -504,3 +510,15 @@ def decode_error_payload(family: Family, message: bytes) -> tuple[int, int] | No
     if icmp_type != family.echo_request_type:
         return None
     return identifier, sequence
+
+
+def quotes_another_request(quoted_data: bytes, payload: bytes) -> bool:
+    """Whether an ICMP error's quoted echo data shows it was caused by another sender's
+    request: its stamp and token differ from the probe's, as far as they are quoted.
+
+    The identifier and sequence quoted are 16-bit numbers that another pinger (a raw socket
+    sees every ICMP error on the host) can share; the token cannot be guessed.  An error
+    that quotes no data (RFC 792 routers quote 8 bytes only) is judged on those numbers.
+    """
+    quoted = min(len(quoted_data), len(payload), PAYLOAD_PREFIX_SIZE)
+    return quoted_data[:quoted] != payload[:quoted]

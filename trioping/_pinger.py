@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -14,10 +15,18 @@ from ._options import (
     DEFAULT_COUNT,
     DEFAULT_FANOUT_BUFFER,
     DEFAULT_INTERVAL,
+    DEFAULT_MAX_HOPS,
+    DEFAULT_MTR_BUFFER,
+    DEFAULT_MTR_TIMEOUT,
+    DEFAULT_NAME_CONCURRENCY,
+    DEFAULT_NAME_TIMEOUT,
+    DEFAULT_PROBES_PER_HOP,
     DEFAULT_RATE,
     DEFAULT_RESOLVE_CONCURRENCY,
     DEFAULT_STREAM_BUFFER,
     DEFAULT_TIMEOUT,
+    DEFAULT_TRACE_CONCURRENCY,
+    DEFAULT_TRACE_TIMEOUT,
     check_count,
     check_seconds,
     check_ttl,
@@ -39,6 +48,10 @@ from ._stats import PingStats
 from ._stream import PingStream, StreamContext, start_stream
 from ._table import Probe
 from ._transport import Transport
+
+if TYPE_CHECKING:  # imported where used: a ping run does without them (start-up time)
+    from ._mtr import Mtr, MtrContext
+    from ._trace import Trace, TraceContext, TracePlan
 
 
 class _SingleProbe:
@@ -324,6 +337,190 @@ class Pinger:
         )
         self._check_open()
         return await start_fanout(nursery, plan, hosts, self._transport)
+
+    def trace(
+        self,
+        host: Host,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        probes_per_hop: int = DEFAULT_PROBES_PER_HOP,
+        timeout: float = DEFAULT_TRACE_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        names: bool = False,
+        name_timeout: float = DEFAULT_NAME_TIMEOUT,
+        name_concurrency: int = DEFAULT_NAME_CONCURRENCY,
+        tx_timestamps: bool = True,
+    ) -> TraceContext:
+        """Trace the path to *host*, as ``async with pinger.trace(host) as trace: async for
+        hop in trace: ...``: a :class:`~trioping.Hop` per TTL from *first_hop*, in order, each
+        with its *probes_per_hop* results (the target's :class:`Reply`, a router's
+        :class:`IcmpError` with its RTT, or a :class:`Timeout` after *timeout* seconds).
+
+        Ends at the target, at an unreachable, or at *max_hops*.  Up to *concurrency* probes
+        are in flight at once, every TTL together, as traceroute sends them; hops still come
+        out in order.  *names=True* looks addresses up in the background (see
+        :class:`~trioping.Trace`).  Works with raw and datagram sockets alike.  Arguments
+        are checked here, before anything is sent.
+        """
+        from ._trace import trace_plan
+
+        plan = trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=probes_per_hop,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=names,
+            name_timeout=name_timeout,
+            name_concurrency=name_concurrency,
+            tx_timestamps=tx_timestamps,
+        )
+        self._check_open()
+        from ._trace import TraceContext
+
+        return TraceContext(plan, self._transport)
+
+    async def start_trace(
+        self,
+        nursery: trio.Nursery,
+        host: Host,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        probes_per_hop: int = DEFAULT_PROBES_PER_HOP,
+        timeout: float = DEFAULT_TRACE_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        names: bool = False,
+        name_timeout: float = DEFAULT_NAME_TIMEOUT,
+        name_concurrency: int = DEFAULT_NAME_CONCURRENCY,
+        tx_timestamps: bool = True,
+    ) -> Trace:
+        """:meth:`trace`, for a caller who owns a nursery: the trace's tasks run in *nursery*
+        and their errors go there; it stops after its final hop, at ``await trace.aclose()``,
+        or when *nursery* is cancelled.  Returns once the host is resolved and probing began."""
+        from ._trace import trace_plan
+
+        plan = trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=probes_per_hop,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=names,
+            name_timeout=name_timeout,
+            name_concurrency=name_concurrency,
+            tx_timestamps=tx_timestamps,
+        )
+        self._check_open()
+        from ._trace import start_trace
+
+        return await start_trace(nursery, plan, self._transport)
+
+    def mtr(
+        self,
+        host: Host,
+        count: int | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        timeout: float = DEFAULT_MTR_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        buffer: int = DEFAULT_MTR_BUFFER,
+        names: bool = False,
+    ) -> MtrContext:
+        """Trace *host* every *interval* seconds, *count* times (None: until the block ends),
+        as ``async with pinger.mtr(host, 10) as run: async for report in run: ...``: an
+        :class:`~trioping.MtrReport` of running per-hop figures (sent, loss, last, average,
+        best, worst, standard deviation; per address too) each time a round completes.
+
+        Rounds overlap: one starts every *interval* whatever the last is waiting for, so a
+        silent hop costs one *timeout*, not one per round.  *names=True* looks addresses up
+        in the background, as :meth:`trace` does (``run.name(address)``).  Arguments are
+        checked here.
+        """
+        from ._mtr import mtr_plan
+
+        plan = mtr_plan(
+            count,
+            interval,
+            self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency, names),
+            buffer,
+        )
+        self._check_open()
+        from ._mtr import MtrContext
+
+        return MtrContext(plan, self._transport)
+
+    async def start_mtr(
+        self,
+        nursery: trio.Nursery,
+        host: Host,
+        count: int | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        timeout: float = DEFAULT_MTR_TIMEOUT,
+        first_hop: int = 1,
+        size: int = DEFAULT_SIZE,
+        family: Family | int | None = None,
+        concurrency: int = DEFAULT_TRACE_CONCURRENCY,
+        buffer: int = DEFAULT_MTR_BUFFER,
+        names: bool = False,
+    ) -> Mtr:
+        """:meth:`mtr`, for a caller who owns a nursery: its tasks run in *nursery*."""
+        from ._mtr import mtr_plan
+
+        plan = mtr_plan(
+            count,
+            interval,
+            self._mtr_trace_plan(host, max_hops, timeout, first_hop, size, family, concurrency, names),
+            buffer,
+        )
+        self._check_open()
+        from ._mtr import start_mtr
+
+        return await start_mtr(nursery, plan, self._transport)
+
+    @staticmethod
+    def _mtr_trace_plan(
+        host: Host,
+        max_hops: int,
+        timeout: float,
+        first_hop: int,
+        size: int,
+        family: Family | int | None,
+        concurrency: int,
+        names: bool,
+    ) -> TracePlan:
+        from ._trace import trace_plan
+
+        return trace_plan(
+            host,
+            max_hops=max_hops,
+            probes_per_hop=1,
+            timeout=timeout,
+            first_hop=first_hop,
+            size=size,
+            family=family,
+            concurrency=concurrency,
+            names=names,
+            name_timeout=DEFAULT_NAME_TIMEOUT,
+            name_concurrency=DEFAULT_NAME_CONCURRENCY,
+        )
 
     async def probe(
         self,

@@ -207,6 +207,10 @@ class IcmpError(NamedTuple):
     ``source`` is the router or host that sent it.  ``mtu`` is set for "fragmentation
     needed" (IPv4) and "packet too big" (IPv6).  The probe is finished: it counts as an
     error and as lost.
+
+    ``rtt`` is the time from the probe's send to the error's arrival, from the same clocks
+    as a reply's (``clock``): what traceroute shows for a router.  None only for an error
+    built without one.
     """
 
     target: str
@@ -217,6 +221,8 @@ class IcmpError(NamedTuple):
     icmp_type: int
     code: int
     info: int = 0
+    rtt: float | None = None
+    clock: RttClock | None = None
 
     @property
     def kind(self) -> IcmpErrorKind | None:

@@ -40,6 +40,24 @@ _MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 
 _V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
 _V6_WANTED_TYPES = (1, 2, 3, 4, 129)
+_PENDING_ICMP_ERRNOS = frozenset(
+    {
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENOPROTOOPT,
+        errno.ECONNREFUSED,
+        errno.EOPNOTSUPP,
+        errno.EACCES,
+        errno.EPROTO,
+        errno.EMSGSIZE,
+    }
+)
+"""What a Linux datagram ICMP socket's pending error (``sk_err``, set by every ICMP error
+it receives -- a router's time-exceeded included) can be: the next send reports it *instead
+of sending*, once.  Such a send is made again (errors keep arriving during a trace, so up
+to :data:`_PENDING_RETRIES` times); a refusal of its own fails every time."""
+_PENDING_RETRIES = 3
 _BROKEN_SOCKET_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EINVAL})
 """Errors from ``recvmsg`` that mean the socket itself is unusable.  Any other errno is a
 pending error the kernel derived from an ICMP message (datagram sockets report it once on
@@ -265,11 +283,22 @@ class IcmpSocket:
 
         Raises :class:`BlockingIOError` when the send buffer is full (wait writable and
         retry) and :class:`OSError` for a refused send, which the caller turns into a
-        :class:`~trioping.SendError` result for that one probe.
+        :class:`~trioping.SendError` result for that one probe.  On a Linux datagram
+        socket, an error left pending by an earlier ICMP error is not this send's: the send
+        is made again (see ``_PENDING_ICMP_ERRNOS``).
 
         ``tx_timestamp=False`` sends without a TX stamp, which saves a control message and an
         error-queue read per probe; None is then returned.
         """
+        for _ in range(_PENDING_RETRIES):
+            try:
+                return self._send(packet, address, ttl, tx_timestamp)
+            except OSError as exc:
+                if not (self.kernel_owns_identifier and exc.errno in _PENDING_ICMP_ERRNOS):
+                    raise
+        return self._send(packet, address, ttl, tx_timestamp)
+
+    def _send(self, packet: bytes, address: str, ttl: int | None, tx_timestamp: bool) -> int | None:
         if ttl is None:
             if not (tx_timestamp and self.tx_timestamps):
                 self._sock.sendto(packet, (address, 0))

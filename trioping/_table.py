@@ -26,6 +26,7 @@ from . import _constants as C
 from ._ancillary import Cmsg, parse_ancillary, parse_error_queue
 from ._errors import PacketError
 from ._packet import (
+    ICMP_HEADER_SIZE,
     IPV4_HEADER_SIZE,
     EchoMessage,
     EchoTemplate,
@@ -40,6 +41,7 @@ from ._packet import (
     is_foreign,
     is_reply_to,
     peek_ipv4_echo_reply,
+    quotes_another_request,
 )
 from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, RttClock, SendError, Timeout
 
@@ -391,7 +393,7 @@ class ProbeTable:
         if isinstance(message, EchoMessage):
             return self._on_echo(message, source, kernel_ns, now_mono_ns)
         if isinstance(message, ErrorMessage):
-            return self._on_icmp_error(message, source)
+            return self._on_icmp_error(message, source, kernel_ns, now_mono_ns)
         self.ignored += 1
         return None
 
@@ -430,12 +432,23 @@ class ProbeTable:
             )
         return probe, LateReply(probe.target, source, probe.sequence, probe.probe_index, icmp_size, ttl, rtt, clock)
 
-    def _on_icmp_error(self, message: ErrorMessage, sender: str) -> Delivery | None:
+    def _on_icmp_error(
+        self, message: ErrorMessage, sender: str, kernel_ns: int | None, now_mono_ns: int
+    ) -> Delivery | None:
+        """An error quoting one of our requests: matched by the quoted destination, identifier
+        and sequence, and by the quoted stamp and token as far as they are quoted -- never by
+        the address it came from (a router's)."""
         probe = self.probes.get((message.target, message.sequence))
-        if probe is None or not self._ours(message.identifier) or probe.state is not _WAITING:
+        if (
+            probe is None
+            or not self._ours(message.identifier)
+            or probe.state is not _WAITING
+            or quotes_another_request(message.quoted_data, probe.payload)
+        ):
             self.ignored += 1
             return None
         probe.state = _FAILED
+        rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
         result = IcmpError(
             probe.target,
             message.source or sender,
@@ -445,13 +458,16 @@ class ProbeTable:
             message.icmp_type,
             message.code,
             message.info,
+            rtt,
+            clock,
         )
         return probe, result
 
-    def error_queue_entry(self, data: bytes, ancillary: list[Cmsg], source: str) -> Delivery | None:
+    def error_queue_entry(self, data: bytes, ancillary: list[Cmsg], source: str, now_mono_ns: int) -> Delivery | None:
         """Judge one entry of the socket's error queue: a transmit stamp (recorded on its
         probe), or, on a datagram socket, an ICMP or local error for one of our requests
-        (*data* is then the request itself, *source* its destination)."""
+        (*data* is then the request as quoted, *source* its destination).  An ICMP error's
+        receive stamp is in the entry's control messages: it is timed as a reply is."""
         queued = parse_error_queue(ancillary)
         if queued is None:
             return None
@@ -465,7 +481,11 @@ class ProbeTable:
         except PacketError:
             quoted = None
         probe = None if quoted is None else self.probes.get((source, quoted[1]))
-        if probe is None or probe.state is not _WAITING:
+        if (
+            probe is None
+            or probe.state is not _WAITING
+            or quotes_another_request(data[ICMP_HEADER_SIZE:], probe.payload)
+        ):
             self.ignored += 1
             return None
         probe.state = _FAILED
@@ -479,6 +499,7 @@ class ProbeTable:
                 queued.icmp_type,
                 queued.code,
                 queued.info,
+                *compute_rtt(probe, queued.kernel_ns, now_mono_ns),
             )
             return probe, error
         detail = local_error_text(queued.errno, queued.info)

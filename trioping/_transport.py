@@ -25,6 +25,12 @@ _CONGESTED = frozenset({errno.ENOBUFS, errno.ENOMEM})
 """Errors that mean *not sent, slow down*: a full device queue or socket buffer (a raw
 socket says ENOBUFS where others say EAGAIN).  The probe is sent again, as iputils does."""
 _CONGESTED_PAUSE = 0.001
+_STAMPING_SETTLE = 0.010
+"""Seconds after a socket opens before receive stamps can be relied on: Linux switches
+receive stamping on for the whole host through a deferred work item (net_enable_timestamp
+schedules netstamp_work), so when no other socket has it on, datagrams received in the
+first moments carry no stamp (measured: a trace sent at once was timed by the monotonic
+clock in about one run in twenty)."""
 _time_ns = time.time_ns
 _monotonic_ns = time.monotonic_ns
 
@@ -46,6 +52,7 @@ class Transport:
         self._wake_at = math.inf
         self.closed = False
         self._congested = False
+        self._stamps_from = trio.current_time() + _STAMPING_SETTLE
 
     @property
     def identifier(self) -> int:
@@ -131,6 +138,11 @@ class Transport:
                 return sent
             await self.wait_to_send()
 
+    async def wait_for_stamps(self) -> None:
+        """Wait, if the socket has only just opened, until the kernel stamps what it receives
+        (see ``_STAMPING_SETTLE``): for a burst sent at once, such as a trace's."""
+        await trio.sleep_until(self._stamps_from)
+
     async def wait_to_send(self) -> None:
         """Wait until a send that found no room may be tried again: the socket writable, or,
         after ENOBUFS (which no readiness event ends), a millisecond."""
@@ -182,7 +194,7 @@ class Transport:
         if sock.tx_timestamps or sock.kernel_owns_identifier:
             # Transmit stamps first, so a reply read below is timed from its own.
             for data, ancillary, address in sock.error_queue_batch(_BATCH):
-                delivery = table.error_queue_entry(data, ancillary, address)
+                delivery = table.error_queue_entry(data, ancillary, address, _monotonic_ns())
                 if delivery is not None:
                     delivery[0].owner.deliver(*delivery)
         receive = table.receive
