@@ -29,6 +29,11 @@ def traceroute_or_skip(lab: TraceLab, host: str, v6: bool) -> list[TracerouteHop
         pytest.skip(str(exc))
 
 
+def addresses(lab: TraceLab, host: str, v6: bool = False) -> list[str | None]:
+    """What :func:`tests.tracelab.traceroute_hops` gives, skipping where traceroute is missing."""
+    return [hop.address for hop in traceroute_or_skip(lab, host, v6)]
+
+
 def mtr_or_skip(lab: TraceLab, host: str, v6: bool) -> list[str | None]:
     try:
         return mtr_hops(lab, host, v6)
@@ -88,6 +93,7 @@ def test_isolated_from_the_root_namespace(tracelab: TraceLab) -> None:
 def test_traceroute_lists_each_router_then_the_target(tracelab: TraceLab, v6: bool) -> None:
     target = tracelab.target6 if v6 else tracelab.target4
     assert traceroute_or_skip(tracelab, target, v6) == [TracerouteHop(hop, None) for hop in hops(tracelab, v6)]
+    assert traceroute_hops(tracelab, target, v6) == list(hops(tracelab, v6))
 
 
 @pytest.mark.parametrize("v6", FAMILIES)
@@ -104,7 +110,24 @@ def test_a_silenced_router_is_a_star_and_speaks_again_afterwards(tracelab: Trace
     with tracelab.silence(2):
         assert traceroute_or_skip(tracelab, target, v6) == [TracerouteHop(hop, None) for hop in expected]
         assert mtr_or_skip(tracelab, target, v6) == expected
-    assert traceroute_hops(tracelab, target, v6) == list(hops(tracelab, v6))
+    assert addresses(tracelab, target, v6) == list(hops(tracelab, v6))
+
+
+@pytest.mark.parametrize(("router", "v6"), [pytest.param(1, False, id="r1-ipv4"), pytest.param(3, True, id="r3-ipv6")])
+def test_each_router_can_be_silenced(tracelab: TraceLab, router: int, v6: bool) -> None:
+    target = tracelab.target6 if v6 else tracelab.target4
+    expected: list[str | None] = list(hops(tracelab, v6))
+    expected[router - 1] = None
+    with tracelab.silence(router):
+        assert addresses(tracelab, target, v6) == expected
+
+
+def test_silences_nest(tracelab: TraceLab) -> None:
+    with tracelab.silence(1), tracelab.silence(3):
+        with tracelab.silence(3):
+            assert addresses(tracelab, tracelab.target4) == [None, tracelab.hops4[1], None, tracelab.target4]
+        assert addresses(tracelab, tracelab.target4) == [None, tracelab.hops4[1], None, tracelab.target4]
+    assert addresses(tracelab, tracelab.target4) == list(tracelab.hops4)
 
 
 @pytest.mark.parametrize(
