@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any, cast
 
 import pytest
 
@@ -69,20 +70,29 @@ def test_names_and_addresses(tracelab: TraceLab) -> None:
     assert (tracelab.hops4[-1], tracelab.hops6[-1]) == (tracelab.target4, tracelab.target6)
 
 
+def _ip_json(*argv: str) -> list[dict[str, Any]]:
+    done = subprocess.run([_ip(), "-j", *argv], capture_output=True, text=True, timeout=30, check=True)
+    return cast(list[dict[str, Any]], json.loads(done.stdout or "[]"))
+
+
 def test_isolated_from_the_root_namespace(tracelab: TraceLab) -> None:
-    """No veth of the lab has its peer in the root namespace, and the client routes only lab ranges."""
-    for ns in tracelab.namespaces:
-        links = json.loads(
-            subprocess.run(
-                [_ip(), "-n", ns, "-j", "link"], capture_output=True, text=True, timeout=30, check=True
-            ).stdout
-        )
-        for link in links:
-            if link["ifname"] == "lo":
-                continue
-            assert link.get("link_netnsid") is not None, (ns, link)
-            assert link["ifname"] in ("uplink", "downlink"), (ns, link)
-    for family, outside in (("-4", "192.0.2.1"), ("-6", "2001:4860::1")):
+    """Every link's far end is in another namespace of the lab (one in the root namespace
+    would have no name there), in path order; the client routes only the lab ranges."""
+    nodes = tracelab.namespaces
+    for index, ns in enumerate(nodes):
+        names = {entry["nsid"]: entry.get("name") for entry in _ip_json("-n", ns, "netns", "list-id")}
+        peers = {
+            link["ifname"]: names.get(link.get("link_netnsid"))
+            for link in _ip_json("-n", ns, "link")
+            if link["ifname"] != "lo"
+        }
+        expected = {}
+        if index > 0:
+            expected["uplink"] = nodes[index - 1]
+        if index < len(nodes) - 1:
+            expected["downlink"] = nodes[index + 1]
+        assert peers == expected, ns
+    for family, outside in (("-4", "192.0.2.1"), ("-6", "3fff::1")):  # documentation addresses; a lookup sends nothing
         done = subprocess.run(
             [_ip(), "-n", tracelab.client, family, "route", "get", outside], capture_output=True, text=True, timeout=30
         )
