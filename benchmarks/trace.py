@@ -13,12 +13,16 @@ ratios:
 * ``trace4`` / ``trace6``: ``traceroute -I -n TARGET`` against ``trioping -T -n TARGET``
   (3 probes a hop, all hops at once).  No goal: traceroute is a C program that is done in a
   few milliseconds, so the ratio is mostly Python's start-up (``python -c "import trio"`` in
-  the same namespace is shown as the floor).
+  the same namespace is shown as the floor).  ``trace4-dgram``: trioping with every
+  capability dropped (``setpriv``), so on ICMP datagram sockets.
 * ``silent``: the same with router 2 sending no time-exceeded and a 1 s wait (``-w 1`` /
   ``-W 1``): the issue's "a trace completes in about one timeout at most" (hops in parallel).
 * ``mtr4`` / ``mtr6``: ``mtr -r -n -c 10 -i 0.1 TARGET`` against
   ``trioping --mtr -n -c 10 -i 0.1 TARGET``; goal: at most 1.5x.  mtr's figure is its
-  10 rounds plus its default grace time for late answers (``-G``, 5 s).
+  10 rounds plus its default grace time for late answers (``-G``, 5 s).  ``mtr4-dgram``:
+  trioping without capabilities; ``mtr4-silent``: router 2 silent (trioping then waits out
+  its ``-W`` for the last round's lost probes).  ``mtr4-grace``, for reference only: mtr
+  with ``-G 0.1``, i.e. without most of its grace time.
 
 A comparison whose tool is missing, or whose trioping option does not exist yet in the
 installed trioping, is skipped with a line saying so.  Each command's output is checked
@@ -43,7 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the lab lives with the tests
 
-from tests.nsutil import _ip  # noqa: E402
+from tests.nsutil import _SETPRIV_NO_CAPS, _ip  # noqa: E402
 from tests.tracelab import TraceLab, Unavailable, trace_lab  # noqa: E402
 
 GOAL_MTR = 1.5
@@ -58,6 +62,7 @@ class Comparison:
     needs: str  # the trioping option that must exist
     goal: float | None = None
     silence: int | None = None
+    note: str = ""
 
 
 def trioping_argv() -> list[str]:
@@ -68,45 +73,52 @@ def trioping_argv() -> list[str]:
 
 def comparisons(lab: TraceLab) -> list[Comparison]:
     trioping = trioping_argv()
-    mtr_options = ["-r", "-n", "-c", "10", "-i", "0.1"]
+    dropped = [*_SETPRIV_NO_CAPS, *trioping]  # no CAP_NET_RAW: datagram sockets
+    mtr = ["-n", "-c", "10", "-i", "0.1"]
+    t4, t6 = lab.target4, lab.target6
+    grace = "mtr with its grace time cut to 0.1 s (-G 0.1), for reference: no goal"
     return [
+        Comparison("trace4", ["traceroute", "-I", "-n", t4], [*trioping, "-T", "-n", t4], t4, "--traceroute"),
+        Comparison("trace6", ["traceroute", "-I", "-n", t6], [*trioping, "-T", "-n", t6], t6, "--traceroute"),
         Comparison(
-            "trace4",
-            ["traceroute", "-I", "-n", lab.target4],
-            [*trioping, "-T", "-n", lab.target4],
-            lab.target4,
+            "trace4-dgram",
+            ["traceroute", "-I", "-n", t4],
+            [*dropped, "-T", "-n", t4],
+            t4,
             "--traceroute",
-        ),
-        Comparison(
-            "trace6",
-            ["traceroute", "-I", "-n", lab.target6],
-            [*trioping, "-T", "-n", lab.target6],
-            lab.target6,
-            "--traceroute",
+            note="trioping without capabilities (datagram sockets)",
         ),
         Comparison(
             "silent",
-            ["traceroute", "-I", "-n", "-w", "1", lab.target4],
-            [*trioping, "-T", "-n", "-W", "1", lab.target4],
-            lab.target4,
+            ["traceroute", "-I", "-n", "-w", "1", t4],
+            [*trioping, "-T", "-n", "-W", "1", t4],
+            t4,
             "--traceroute",
+            silence=2,
+            note="about one wait (1 s) at most: hops in parallel",
+        ),
+        Comparison("mtr4", ["mtr", "-r", *mtr, t4], [*trioping, "--mtr", *mtr, t4], t4, "--mtr", goal=GOAL_MTR),
+        Comparison("mtr6", ["mtr", "-r", *mtr, t6], [*trioping, "--mtr", *mtr, t6], t6, "--mtr", goal=GOAL_MTR),
+        Comparison(
+            "mtr4-dgram",
+            ["mtr", "-r", *mtr, t4],
+            [*dropped, "--mtr", *mtr, t4],
+            t4,
+            "--mtr",
+            goal=GOAL_MTR,
+            note="trioping without capabilities (datagram sockets)",
+        ),
+        Comparison(
+            "mtr4-silent",
+            ["mtr", "-r", *mtr, t4],
+            [*trioping, "--mtr", *mtr, t4],
+            t4,
+            "--mtr",
+            goal=GOAL_MTR,
             silence=2,
         ),
         Comparison(
-            "mtr4",
-            ["mtr", *mtr_options, lab.target4],
-            [*trioping, "--mtr", "-n", "-c", "10", "-i", "0.1", lab.target4],
-            lab.target4,
-            "--mtr",
-            goal=GOAL_MTR,
-        ),
-        Comparison(
-            "mtr6",
-            ["mtr", *mtr_options, lab.target6],
-            [*trioping, "--mtr", "-n", "-c", "10", "-i", "0.1", lab.target6],
-            lab.target6,
-            "--mtr",
-            goal=GOAL_MTR,
+            "mtr4-grace", ["mtr", "-r", *mtr, "-G", "0.1", t4], [*trioping, "--mtr", *mtr, t4], t4, "--mtr", note=grace
         ),
     ]
 
@@ -151,7 +163,7 @@ def compile_installed_trioping(env: dict[str, str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", nargs="*", default=[], metavar="NAME", help="trace4 trace6 silent mtr4 mtr6")
+    parser.add_argument("--only", nargs="*", default=[], metavar="NAME", help="comparisons by name (see the docstring)")
     args = parser.parse_args()
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -197,10 +209,14 @@ def compare(lab: TraceLab, case: Comparison, env: dict[str, str], repeat: int) -
                     return False
                 walls[key].append(wall)
     silenced = f" (router {case.silence} silent)" if case.silence else ""
-    print(f"{case.name}{silenced}:")
-    for key, argv in runs.items():
-        shown = " ".join([Path(argv[0]).name, *argv[1:]])
-        print(f"  {shown:55} best {fmt(min(walls[key]))}  median {fmt(statistics.median(walls[key]))}")
+    note = f" -- {case.note}" if case.note else ""
+    print(f"{case.name}{silenced}{note}:")
+    shown = {
+        key: " ".join(Path(word).name if word.startswith("/") else word for word in argv) for key, argv in runs.items()
+    }
+    width = max(55, *(len(text) for text in shown.values()))
+    for key, text in shown.items():
+        print(f"  {text:{width}} best {fmt(min(walls[key]))}  median {fmt(statistics.median(walls[key]))}")
     if missing:
         print(f"  trioping: skipped, this trioping has no {case.needs} option yet")
         return True

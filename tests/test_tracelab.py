@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any, cast
 
 import pytest
 
@@ -27,6 +28,11 @@ def traceroute_or_skip(lab: TraceLab, host: str, v6: bool) -> list[TracerouteHop
         return traceroute(lab, host, v6)
     except Unavailable as exc:
         pytest.skip(str(exc))
+
+
+def addresses(lab: TraceLab, host: str, v6: bool = False) -> list[str | None]:
+    """What :func:`tests.tracelab.traceroute_hops` gives, skipping where traceroute is missing."""
+    return [hop.address for hop in traceroute_or_skip(lab, host, v6)]
 
 
 def mtr_or_skip(lab: TraceLab, host: str, v6: bool) -> list[str | None]:
@@ -64,20 +70,29 @@ def test_names_and_addresses(tracelab: TraceLab) -> None:
     assert (tracelab.hops4[-1], tracelab.hops6[-1]) == (tracelab.target4, tracelab.target6)
 
 
+def _ip_json(*argv: str) -> list[dict[str, Any]]:
+    done = subprocess.run([_ip(), "-j", *argv], capture_output=True, text=True, timeout=30, check=True)
+    return cast(list[dict[str, Any]], json.loads(done.stdout or "[]"))
+
+
 def test_isolated_from_the_root_namespace(tracelab: TraceLab) -> None:
-    """No veth of the lab has its peer in the root namespace, and the client routes only lab ranges."""
-    for ns in tracelab.namespaces:
-        links = json.loads(
-            subprocess.run(
-                [_ip(), "-n", ns, "-j", "link"], capture_output=True, text=True, timeout=30, check=True
-            ).stdout
-        )
-        for link in links:
-            if link["ifname"] == "lo":
-                continue
-            assert link.get("link_netnsid") is not None, (ns, link)
-            assert link["ifname"] in ("uplink", "downlink"), (ns, link)
-    for family, outside in (("-4", "192.0.2.1"), ("-6", "2001:4860::1")):
+    """Every link's far end is in another namespace of the lab (one in the root namespace
+    would have no name there), in path order; the client routes only the lab ranges."""
+    nodes = tracelab.namespaces
+    for index, ns in enumerate(nodes):
+        names = {entry["nsid"]: entry.get("name") for entry in _ip_json("-n", ns, "netns", "list-id")}
+        peers = {
+            link["ifname"]: names.get(link.get("link_netnsid"))
+            for link in _ip_json("-n", ns, "link")
+            if link["ifname"] != "lo"
+        }
+        expected = {}
+        if index > 0:
+            expected["uplink"] = nodes[index - 1]
+        if index < len(nodes) - 1:
+            expected["downlink"] = nodes[index + 1]
+        assert peers == expected, ns
+    for family, outside in (("-4", "192.0.2.1"), ("-6", "3fff::1")):  # documentation addresses; a lookup sends nothing
         done = subprocess.run(
             [_ip(), "-n", tracelab.client, family, "route", "get", outside], capture_output=True, text=True, timeout=30
         )
@@ -88,6 +103,7 @@ def test_isolated_from_the_root_namespace(tracelab: TraceLab) -> None:
 def test_traceroute_lists_each_router_then_the_target(tracelab: TraceLab, v6: bool) -> None:
     target = tracelab.target6 if v6 else tracelab.target4
     assert traceroute_or_skip(tracelab, target, v6) == [TracerouteHop(hop, None) for hop in hops(tracelab, v6)]
+    assert traceroute_hops(tracelab, target, v6) == list(hops(tracelab, v6))
 
 
 @pytest.mark.parametrize("v6", FAMILIES)
@@ -104,7 +120,24 @@ def test_a_silenced_router_is_a_star_and_speaks_again_afterwards(tracelab: Trace
     with tracelab.silence(2):
         assert traceroute_or_skip(tracelab, target, v6) == [TracerouteHop(hop, None) for hop in expected]
         assert mtr_or_skip(tracelab, target, v6) == expected
-    assert traceroute_hops(tracelab, target, v6) == list(hops(tracelab, v6))
+    assert addresses(tracelab, target, v6) == list(hops(tracelab, v6))
+
+
+@pytest.mark.parametrize(("router", "v6"), [pytest.param(1, False, id="r1-ipv4"), pytest.param(3, True, id="r3-ipv6")])
+def test_each_router_can_be_silenced(tracelab: TraceLab, router: int, v6: bool) -> None:
+    target = tracelab.target6 if v6 else tracelab.target4
+    expected: list[str | None] = list(hops(tracelab, v6))
+    expected[router - 1] = None
+    with tracelab.silence(router):
+        assert addresses(tracelab, target, v6) == expected
+
+
+def test_silences_nest(tracelab: TraceLab) -> None:
+    with tracelab.silence(1), tracelab.silence(3):
+        with tracelab.silence(3):
+            assert addresses(tracelab, tracelab.target4) == [None, tracelab.hops4[1], None, tracelab.target4]
+        assert addresses(tracelab, tracelab.target4) == [None, tracelab.hops4[1], None, tracelab.target4]
+    assert addresses(tracelab, tracelab.target4) == list(tracelab.hops4)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ the labs of dead pids first.  ``python -m tests.tracelab`` builds one and prints
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -178,9 +179,23 @@ class TraceLab:
             for i, ns in enumerate(nodes):
                 _run([ip, "-n", ns, "-batch", "-"], self._node_batch(i))
             _run([ip, "netns", "exec", self.router(ROUTERS), _nft(), "-f", "-"], self._reject_rules())
+            self._wait_for_carrier()
         except BaseException:
             self.destroy()
             raise
+
+    def _wait_for_carrier(self, limit: float = 5.0) -> None:
+        """Return once every veth has its carrier (the kernel reports it from a deferred work
+        item, up to a second after both ends are up), so no test starts on a half-up link."""
+        deadline = time.monotonic() + limit
+        for ns in self.namespaces:
+            while True:
+                links = json.loads(_run([_ip(), "-n", ns, "-j", "link", "show", "up"]))
+                if all("NO-CARRIER" not in link["flags"] and link["operstate"] != "DOWN" for link in links):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"links of {ns} still without carrier after {limit} s: {links}")
+                time.sleep(0.02)
 
     def _node_batch(self, i: int) -> str:
         """Node *i*'s set-up: link ``i - 1`` is its "uplink" (towards the client), link ``i`` "downlink"."""
