@@ -551,7 +551,7 @@ def _hypercorn_config(settings: Settings, web: Any) -> Any:
     class _Config(Config):  # TLS from the web configuration's own context (client auth too)
         @property
         def ssl_enabled(self) -> bool:
-            return web is not None and web.ssl_context() is not None
+            return web is not None and web.tls_files() is not None
 
         def create_ssl_context(self) -> Any:
             return None if web is None else web.ssl_context()
@@ -770,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:
                 raise ConfigError("--web.config.file is not supported by this build") from None
             web = load_web_config(settings.web_config_file)
+            web.ssl_context()  # certificate and key that do not load: one line now, not at the first scrape
         return trio.run(run_service, settings, groups, web)
     except TriopingError as exc:
         warn(str(exc))
