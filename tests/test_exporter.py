@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from trioping._exporter_config import ConfigError, load_config, parse_buckets, p
 
 from .conftest import REPO, default_sigint, requires_raw
 from .netlab import NetLab, ResponderFactory
+from .test_webconfig import Certs, certs  # noqa: F401  (the fixture, shared)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -53,7 +55,8 @@ def run_exporter(*args: str, timeout: float = 20) -> subprocess.CompletedProcess
 class Running:
     """An exporter process on a free loopback port; stopped (SIGTERM, then SIGKILL) at the end."""
 
-    def __init__(self, *args: str, scheme: str = "http") -> None:
+    def __init__(self, *args: str, scheme: str = "http", context: ssl.SSLContext | None = None) -> None:
+        self.context = context
         self.port = free_port()
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -80,7 +83,7 @@ class Running:
     def request(self, path: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
         req = urllib.request.Request(self.base + path, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with urllib.request.urlopen(req, timeout=10, context=self.context) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -109,8 +112,8 @@ class Running:
 
 
 @contextlib.contextmanager
-def exporter(*args: str) -> Iterator[Running]:
-    running = Running(*args)
+def exporter(*args: str, scheme: str = "http", context: ssl.SSLContext | None = None) -> Iterator[Running]:
+    running = Running(*args, scheme=scheme, context=context)
     try:
         running.wait_ready()
         yield running
@@ -427,6 +430,19 @@ def test_basic_auth_wrong_password_gets_401_and_no_metrics(tmp_path: Path) -> No
                 assert status == 401
                 assert "smokeping" not in body
                 assert "127.0.0.1" not in body
+
+
+@requires_raw
+def test_tls_serves_https_only(tmp_path: Path, certs: Certs) -> None:  # noqa: F811
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    with exporter("127.0.0.1", f"--web.config.file={web}", scheme="https", context=context) as running:
+        assert "smokeping_requests_total" in running.get("/metrics")
+        plain = Running.__new__(Running)
+        plain.base, plain.context = f"http://127.0.0.1:{running.port}", None
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            plain.request("/metrics")
 
 
 # -- the lab: a silent host, and the scripted responder's faults -----------------------------------
