@@ -287,23 +287,28 @@ class Exporter:
     async def _consume(self, monitor: _Monitor) -> None:
         """Count every result of *monitor* into its host's series, taking all that is queued
         at each wake-up (one checkpoint per wake-up, not per result)."""
-        batch = monitor.batch
-        bounds = self.bounds
-        by_address = monitor.by_address
         with monitor.consumer:
-            async for first in batch:
-                item = first
-                while True:
-                    if type(item) is HostResult:
-                        for series in by_address.get(item.host, ()):
-                            series.record(item.result, bounds)
-                    else:
-                        assert isinstance(item, HostError)
-                        self._host_error(monitor, item)
-                    try:
-                        item = batch.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+            async for first in monitor.batch:
+                self._take(monitor, first)
+                self._drain(monitor)
+
+    def _drain(self, monitor: _Monitor) -> None:
+        """Take every result already queued, without a checkpoint."""
+        batch = monitor.batch
+        while True:
+            try:
+                item = batch.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            self._take(monitor, item)
+
+    def _take(self, monitor: _Monitor, item: HostResult | HostError) -> None:
+        if type(item) is HostResult:
+            for series in monitor.by_address.get(item.host, ()):
+                series.record(item.result, self.bounds)
+        else:
+            assert isinstance(item, HostError)
+            self._host_error(monitor, item)
 
     def _host_error(self, monitor: _Monitor, item: HostError) -> None:
         for series in monitor.by_address.get(item.host, ()):
@@ -340,8 +345,12 @@ class Exporter:
 
     def freeze(self) -> list[Any]:
         """Every host's counts at this instant (no checkpoint inside): the library's sent
-        counts are read after the replies counted here, so answers never exceed requests."""
+        counts are read after the replies counted here, so answers never exceed requests.
+        Results already queued are taken first, so that a scrape does not show as lost a
+        probe whose answer was waiting for the consumer."""
         for monitor in self._monitors.values():
+            if not monitor.batch.finished:
+                self._drain(monitor)
             by_address = monitor.by_address
             for stats in monitor.batch.statistics:
                 for series in by_address.get(stats.address, ()):
