@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.netlab", "tests.nsutil"]
+pytest_plugins = ["tests.netlab", "tests.nsutil", "tests.promlab"]
 
 
 def _can_open_raw_icmp() -> bool:

@@ -8,9 +8,7 @@ by the ``openssl`` command for each test.
 from __future__ import annotations
 
 import base64
-import shutil
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -23,9 +21,9 @@ from typing import Any
 import bcrypt
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from tests.pki import Certs, HypercornWebConfig, make_certs, requires_openssl
 from trioping._errors import TriopingError
 from trioping._webconfig import (
     Message,
@@ -36,11 +34,6 @@ from trioping._webconfig import (
     WebConfigError,
     basic_auth_middleware,
     load_web_config,
-)
-
-OPENSSL = shutil.which("openssl")
-requires_openssl = pytest.mark.skipif(
-    OPENSSL is None, reason="the openssl command is not installed (apt-get install openssl)"
 )
 
 SECRET_BODY = b"smokeping_requests_total 42\n"
@@ -59,58 +52,9 @@ def write(tmp_path: Path, text: str, name: str = "web.yml") -> Path:
     return path
 
 
-# --- certificates -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    assert OPENSSL is not None
-    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def _signed(directory: Path, name: str, extensions: str) -> None:
-    """A key and a certificate for *name*, signed by the test CA, with *extensions*."""
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=directory)
-    (directory / f"{name}.ext").write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
-        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n" + extensions
-    )
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
-        cwd=directory,
-    )  # fmt: skip
-
-
 @pytest.fixture
 def certs(tmp_path: Path) -> Certs:
-    if OPENSSL is None:
-        pytest.skip("the openssl command is not installed (apt-get install openssl)")
-    directory = tmp_path / "pki"
-    directory.mkdir()
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=trioping test CA",
-        cwd=directory,
-    )  # fmt: skip
-    _signed(directory, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _signed(directory, "client", "extendedKeyUsage=clientAuth\n")
-    return Certs(
-        ca=directory / "ca.crt",
-        server_cert=directory / "server.crt",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.crt",
-        client_key=directory / "client.key",
-    )
+    return make_certs(tmp_path / "pki")
 
 
 # --- loading and checking -----------------------------------------------------------------
@@ -298,24 +242,10 @@ def trivial_app(seen: Seen) -> Callable[[Scope, Receive, Send], Any]:
     return app
 
 
-class _TLSConfig(HypercornConfig):
-    """hypercorn's config taking its TLS context from the web config, the way the exporter does."""
-
-    def __init__(self, web: WebConfig) -> None:
-        super().__init__()
-        self.web = web
-        files = web.tls_files()
-        if files is not None:
-            self.certfile, self.keyfile = files
-
-    def create_ssl_context(self) -> ssl.SSLContext | None:
-        return self.web.ssl_context()
-
-
 @asynccontextmanager
 async def serving(web: WebConfig, seen: Seen) -> AsyncIterator[str]:
     """The trivial app behind the middleware on 127.0.0.1, a free port; yields its base URL."""
-    config = _TLSConfig(web)
+    config = HypercornWebConfig(web)
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     config.errorlog = None
