@@ -30,7 +30,7 @@ from trioping._exporter_config import ConfigError, load_config, parse_buckets, p
 
 from .conftest import REPO, default_sigint, requires_raw
 from .netlab import NetLab, ResponderFactory
-from .test_webconfig import Certs, certs  # noqa: F401  (the fixture, shared)
+from .pki import Certs, make_certs, requires_openssl
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -433,7 +433,9 @@ def test_basic_auth_wrong_password_gets_401_and_no_metrics(tmp_path: Path) -> No
 
 
 @requires_raw
-def test_tls_serves_https_only(tmp_path: Path, certs: Certs) -> None:  # noqa: F811
+@requires_openssl
+def test_tls_serves_https_only(tmp_path: Path) -> None:
+    certs: Certs = make_certs(tmp_path / "pki")
     web = tmp_path / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n")
     context = ssl.create_default_context(cafile=str(certs.ca))
