@@ -270,6 +270,32 @@ def test_missing_tls_files_are_one_line(tmp_path: Path) -> None:
     assert_one_line(result, "nope")
 
 
+def test_without_the_extra_one_line_naming_it(tmp_path: Path) -> None:
+    blocked = tmp_path / "prometheus_client"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text("raise ImportError('not installed (simulated)')\n")
+    result = subprocess.run(
+        exporter_command("127.0.0.1"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
+    )
+    assert_one_line(result, "pip install 'trioping[exporter]'")
+
+
+def test_the_library_and_the_ping_command_never_import_the_exporters_parts() -> None:
+    code = (
+        "import sys, trioping, trioping._cli, trioping._fping; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('prometheus_client', 'hypercorn', 'yaml', 'bcrypt') or 'exporter' in m or 'webconfig' in m))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 @requires_raw
 def test_a_port_in_use_is_one_line() -> None:
     with socket.socket() as taken:
@@ -394,12 +420,18 @@ def test_reload_keeps_adds_and_removes_hosts(tmp_path: Path) -> None:
         assert hosts_of(samples) == {"127.0.0.2", "127.0.0.3"}
         assert series(samples, "smokeping_prober_config_last_reload_successful") == 0
 
-        write_targets(config, "127.0.0.2")
+        # A new interval: the host moves to another monitor with its counts.
+        answered = series(running.scrape(), "smokeping_response_duration_seconds_count", host="127.0.0.2")
+        write_targets(config, "127.0.0.2", interval="70ms")
         assert running.request("/-/reload", method="POST")[0] == 200
         assert running.request("/-/reload")[0] == 405
         samples = running.scrape()
         assert hosts_of(samples) == {"127.0.0.2"}
         assert series(samples, "smokeping_requests_total", host="127.0.0.2") >= counted
+        assert series(samples, "smokeping_response_duration_seconds_count", host="127.0.0.2") >= answered
+        samples = wait_for(running, lambda s: series(s, "smokeping_requests_total", host="127.0.0.2") > counted + 5)
+        assert_consistent(samples)
+        assert "<td>70ms</td>" in running.get("/")
         status, err = running.stop()
     assert status == 0
     lines = [line for line in err.splitlines() if "reload failed" in line]

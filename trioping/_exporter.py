@@ -148,7 +148,11 @@ class Exporter:
 
     async def apply(self, groups: Sequence[TargetGroup]) -> None:
         """Make the running targets those of *groups*; raises :class:`ConfigError` (and
-        changes nothing) when a new target's name does not resolve."""
+        changes nothing) when a new target's name does not resolve.
+
+        A target whose series stay the same (host, source, tos and address) but whose
+        interval, size or protocol changed moves to its new monitor with its counts, so that
+        none of its counters goes back."""
         keys = target_keys(groups)
         if not keys:
             raise ConfigError("no targets: give hosts as arguments or in --config.file")
@@ -156,10 +160,16 @@ class Exporter:
             wanted = dict.fromkeys(keys)
             new = [key for key in wanted if key not in self.targets]
             addresses = await self._resolve_all(new)
-            for key in [key for key in self.targets if key not in wanted]:
+            dropped = [key for key in self.targets if key not in wanted]
+            self._refresh_transmitted()
+            leaving = {(k.host, k.source, k.tos, self.targets[k].ip): self.targets[k] for k in dropped}
+            for key in dropped:
                 self._drop(key)
             for key in new:
-                await self._start(key, addresses[key])
+                moving = leaving.pop((key.host, key.source, key.tos, addresses[key]), None)
+                if moving is not None:
+                    moving.sent_base = moving.transmitted
+                await self._start(key, addresses[key], moving)
             self.targets = {key: self.targets[key] for key in wanted}  # the configuration's order
 
     async def _resolve_all(self, keys: list[TargetKey]) -> dict[TargetKey, str]:
@@ -188,8 +198,9 @@ class Exporter:
             raise ConfigError(f"cannot resolve {failures[0]}{more}")
         return found
 
-    async def _start(self, key: TargetKey, address: str) -> None:
-        series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds))
+    async def _start(self, key: TargetKey, address: str, series: HostSeries | None = None) -> None:
+        if series is None:
+            series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds))
         self.targets[key] = series
         monitor = await self._monitor(key)
         self._monitor_of[key] = monitor
@@ -348,14 +359,17 @@ class Exporter:
         counts are read after the replies counted here, so answers never exceed requests.
         Results already queued are taken first, so that a scrape does not show as lost a
         probe whose answer was waiting for the consumer."""
+        self._refresh_transmitted()
+        return snapshot(self.targets.values())
+
+    def _refresh_transmitted(self) -> None:
         for monitor in self._monitors.values():
             if not monitor.batch.finished:
                 self._drain(monitor)
             by_address = monitor.by_address
             for stats in monitor.batch.statistics:
                 for series in by_address.get(stats.address, ()):
-                    series.transmitted = stats.transmitted
-        return snapshot(self.targets.values())
+                    series.transmitted = series.sent_base + stats.transmitted
 
     @property
     def kernel_drops(self) -> int:

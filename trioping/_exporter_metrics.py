@@ -38,7 +38,7 @@ class HostSeries:
     """One host's series: what smokeping_prober exports for it, plus trioping's extras.
 
     ``transmitted`` is the library's own count of probes sent to the host (read at each
-    scrape from :attr:`Fanout.statistics`), so that a probe is in ``requests_total`` from
+    scrape from :attr:`Fanout.statistics`, plus ``sent_base``), so that a probe is in ``requests_total`` from
     the moment it leaves; the histogram counts a probe when its reply is taken from the
     batch, which is always later.  Hence a scrape never shows more answers than requests.
     """
@@ -57,6 +57,7 @@ class HostSeries:
         "late",
         "rtt_sum",
         "send_errors",
+        "sent_base",
         "source",
         "timeouts",
         "tos",
@@ -85,6 +86,7 @@ class HostSeries:
         self.invalid: dict[str, int] = {}
         self.icmp_errors: dict[str, int] = {}
         self.transmitted = 0
+        self.sent_base = 0  # probes sent from monitors the host has left (a reload changed its interval)
         self.last_rtt: float | None = None
         self.up: bool | None = None
         self.error: str | None = None
