@@ -367,9 +367,9 @@ class Exporter:
             if not monitor.batch.finished:
                 self._drain(monitor)
             by_address = monitor.by_address
-            for stats in monitor.batch.statistics:
-                for series in by_address.get(stats.address, ()):
-                    series.transmitted = series.sent_base + stats.transmitted
+            for address, sent in monitor.batch.transmitted().items():  # hosts are added by address
+                for series in by_address.get(address, ()):
+                    series.transmitted = series.sent_base + sent
 
     @property
     def kernel_drops(self) -> int:
@@ -380,7 +380,7 @@ class Exporter:
         return sum(m.batch.progress.outstanding for m in self._monitors.values())
 
     def rows(self) -> Iterator[tuple[TargetKey, HostSeries]]:
-        self.freeze()
+        self._refresh_transmitted()
         yield from self.targets.items()
 
 
