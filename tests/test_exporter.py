@@ -335,7 +335,7 @@ def test_without_privileges_one_line(tmp_path: Path) -> None:
 
 @requires_raw
 def test_loopback_counts_match_what_was_sent_and_answered() -> None:
-    with exporter("127.0.0.1", "::1", "localhost", "-i", "50ms") as running:
+    with exporter("127.0.0.1", "::1", "localhost", "-i", "50ms", "--resolve.interval=100ms") as running:
         samples = wait_for(
             running,
             lambda s: (
@@ -507,3 +507,44 @@ def test_lab_faults_each_land_in_their_series(netlab: NetLab, responder: Respond
             assert series(samples, "smokeping_requests_total", host=host) >= 10
         page = running.get("/")
         assert "<td>down</td>" in page
+
+
+# -- re-resolution, in process ---------------------------------------------------------------------
+
+
+@requires_raw
+async def test_a_name_whose_address_changes_gets_a_new_ip_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver is the one thing replaced here (a name that moves needs a DNS server we
+    do not have); the pinging is real, on loopback."""
+    import trio
+
+    from trioping import Family
+    from trioping import _exporter as exporter_module
+    from trioping._exporter_config import TargetGroup
+
+    answers = {"moving.test": "127.5.0.1"}
+
+    async def resolve(host: object, family: object = None) -> tuple[str, Family]:
+        assert isinstance(host, str)
+        return answers[host], Family.V4
+
+    monkeypatch.setattr(exporter_module, "resolve", resolve)
+    async with trio.open_nursery() as nursery:
+        exporter = exporter_module.Exporter(nursery, (0.001, 0.01), 0.5, resolve_every=0.05)
+        await exporter.start_many([TargetGroup(hosts=("moving.test", "127.5.0.9"), interval=0.02)])
+        nursery.start_soon(exporter.reresolve_forever)
+        await trio.sleep(0.2)
+        before = {s.host: (s.ip, s.received) for s in exporter.targets.values()}
+        assert before["moving.test"][0] == "127.5.0.1"
+        assert before["moving.test"][1] > 0
+        answers["moving.test"] = "127.5.0.2"
+        await trio.sleep(0.4)  # several re-resolutions, then probes to the new address
+        frozen = {f.labels: f for f in exporter.freeze()}
+        assert [labels for labels in frozen if "moving.test" in labels] == [
+            'host="moving.test",ip="127.5.0.2",source="",tos="0"'
+        ]
+        moved = frozen['host="moving.test",ip="127.5.0.2",source="",tos="0"']
+        assert 0 < sum(moved.buckets) <= moved.transmitted
+        kept = frozen['host="127.5.0.9",ip="127.5.0.9",source="",tos="0"']
+        assert kept.transmitted > 10
+        nursery.cancel_scope.cancel()
