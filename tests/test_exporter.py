@@ -538,7 +538,14 @@ async def test_a_name_whose_address_changes_gets_a_new_ip_series(monkeypatch: py
         assert before["moving.test"][0] == "127.5.0.1"
         assert before["moving.test"][1] > 0
         answers["moving.test"] = "127.5.0.2"
-        await trio.sleep(0.4)  # several re-resolutions, then probes to the new address
+
+        def moved_and_answered() -> bool:
+            series = next(s for s in exporter.targets.values() if s.host == "moving.test")
+            return series.ip == "127.5.0.2" and series.received > 0
+
+        with trio.fail_after(10):
+            while not moved_and_answered():  # noqa: ASYNC110  (polling the exporter's state, as a scrape would)
+                await trio.sleep(0.02)
         frozen = {f.labels: f for f in exporter.freeze()}
         assert [labels for labels in frozen if "moving.test" in labels] == [
             'host="moving.test",ip="127.5.0.2",source="",tos="0"'
