@@ -171,13 +171,26 @@ def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
     lines.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
 
 
-def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> str:
-    """The per-host families in the text exposition format (pure: runs in a worker thread)."""
+_CHUNK_LINES = 8192
+
+
+def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> list[bytes]:
+    """The per-host families in the text exposition format, in chunks of about 1 MB (pure:
+    runs in a worker thread).  Chunks, not one text: a scrape of 10,000 hosts is 30 MB, and
+    holding it as lines, then one string, then its bytes would take three times that."""
     out: list[str] = []
     append = out.append
+    chunks: list[bytes] = []
+
+    def flush() -> None:
+        chunks.append("".join(out).encode())
+        out.clear()
+
     _family(out, "smokeping_requests_total", "counter", "Number of ping requests sent")
     for h in hosts:
         append(f"smokeping_requests_total{{{h.labels}}} {h.transmitted}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
 
     name = "smokeping_response_duration_seconds"
     _family(out, name, "histogram", "A histogram of latencies for ping responses.")
@@ -190,16 +203,24 @@ def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> str:
             total += n
             append(f"{labels}{le}{total}\n")
         append(f"{name}_sum{{{h.labels}}} {h.rtt_sum!r}\n{name}_count{{{h.labels}}} {total}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
 
     _family(out, "smokeping_response_ttl", "gauge", "The last response Time To Live (TTL).")
     for h in hosts:
         append(f"smokeping_response_ttl{{{h.labels}}} {h.ttl}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
     _family(out, "smokeping_response_duplicates_total", "counter", "The number of duplicated response packets.")
     for h in hosts:
         append(f"smokeping_response_duplicates_total{{{h.labels}}} {h.duplicates}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
     _family(out, "smokeping_send_errors_total", "counter", "The number of errors when Pinger attempts to send packets.")
     for h in hosts:
         append(f"smokeping_send_errors_total{{{h.labels}}} {h.send_errors}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
 
     _family(
         out,
@@ -209,6 +230,8 @@ def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> str:
     )
     for h in hosts:
         append(f"trioping_late_replies_total{{{h.host_ip}}} {h.late}\n")
+        if len(out) >= _CHUNK_LINES:
+            flush()
     _family(
         out,
         "trioping_invalid_replies_total",
@@ -218,6 +241,8 @@ def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> str:
     for h in hosts:
         for reason, n in h.invalid:
             append(f'trioping_invalid_replies_total{{{h.host_ip},reason="{reason}"}} {n}\n')
+        if len(out) >= _CHUNK_LINES:
+            flush()
     _family(
         out,
         "trioping_icmp_errors_total",
@@ -227,7 +252,10 @@ def render(hosts: Sequence[Frozen], bounds: Sequence[float]) -> str:
     for h in hosts:
         for kind, n in h.icmp_errors:
             append(f'trioping_icmp_errors_total{{{h.host_ip},kind="{kind}"}} {n}\n')
-    return "".join(out)
+        if len(out) >= _CHUNK_LINES:
+            flush()
+    flush()
+    return chunks
 
 
 __all__ = ["CONTENT_TYPE", "Frozen", "HostSeries", "escape_label_value", "render", "snapshot"]
