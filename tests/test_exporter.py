@@ -479,6 +479,24 @@ def test_tls_serves_https_only(tmp_path: Path) -> None:
             plain.request("/metrics")
 
 
+@requires_raw
+@requires_openssl
+def test_tls_client_certificates_are_required_when_configured(tmp_path: Path) -> None:
+    certs: Certs = make_certs(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
+    )
+    with_client = ssl.create_default_context(cafile=str(certs.ca))
+    with_client.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+    with exporter("127.0.0.1", f"--web.config.file={web}", scheme="https", context=with_client) as running:
+        assert "smokeping_requests_total" in running.get("/metrics")
+        running.context = ssl.create_default_context(cafile=str(certs.ca))
+        with pytest.raises((urllib.error.URLError, ConnectionError, ssl.SSLError)):
+            running.request("/metrics")
+
+
 # -- the lab: a silent host, and the scripted responder's faults -----------------------------------
 
 
