@@ -463,7 +463,6 @@ class Service:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ProcessCollector(registry=None))
         self.registry.register(_ExporterCollector(exporter))
-        self.started = time.time()
 
     async def reload(self) -> str | None:
         """Re-read the configuration; the error's one line, or None when it took effect."""
