@@ -23,7 +23,8 @@ import pytest
 import trio
 from hypercorn.trio import serve
 
-from tests.pki import Certs, HypercornWebConfig, make_certs, requires_openssl
+from tests.pki import Certs as Certs  # re-exported: tests/test_exporter.py imports it from here
+from tests.pki import HypercornWebConfig, make_certs, requires_openssl
 from trioping._errors import TriopingError
 from trioping._webconfig import (
     Message,
