@@ -2,7 +2,8 @@
 
 The default sessions are ``tests`` (on every supported Python that nox can find), ``lint``
 and ``typecheck`` (on one); ``bench`` compares against fping, iputils ping, icmplib, traceroute, mtr and
-``python -c "import trio"`` and is run on request (``nox -s bench``).
+``python -c "import trio"``, and trioping-exporter with smokeping_prober, and is run on
+request (``nox -s bench``).
 
 Interpreters are found as nox finds them: ``python3.X`` on PATH, and the versions pyenv,
 mise or asdf have active (``PYENV_VERSION=3.11.7:3.12.1:3.13.0 nox`` makes three pyenv
@@ -64,7 +65,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     # Installed as users install it: an editable install puts an import hook in every
     # interpreter's start-up, which whole-process timings would include.
-    session.install(".", "icmplib", "pytest")  # pytest: the trace benchmark builds its lab with tests/tracelab.py
+    # pytest: the trace benchmark builds its lab with tests/tracelab.py
+    session.install(".[exporter]", "icmplib", "pytest")
     scripts = session.posargs or [
         "benchmarks/cli_startup.py",
         "benchmarks/rtt_accuracy.py",
@@ -72,6 +74,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/fanout.py",
         "benchmarks/python_floor.py",
         "benchmarks/trace.py",
+        "benchmarks/exporter.py",
     ]
     for script in scripts:
         session.run("python", script)

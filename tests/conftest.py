@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.netlab", "tests.nsutil", "tests.tracelab"]
+pytest_plugins = ["tests.netlab", "tests.nsutil", "tests.tracelab", "tests.promlab"]
 
 
 def _can_open_raw_icmp() -> bool:

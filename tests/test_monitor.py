@@ -45,6 +45,27 @@ async def test_every_host_is_probed_at_its_interval_until_the_block_ends() -> No
         assert statistics[host].loss == 0.0 or statistics[host].transmitted > statistics[host].received
 
 
+async def test_transmitted_counts_each_host_as_statistics_do() -> None:
+    async with trioping.open_pinger() as pinger:
+        hosts = [*HOSTS, "127.4.0.1", "nonexistent.invalid"]  # one host twice, one that never resolves
+        async with pinger.fanout(hosts, count=None, interval=0.02, timeout=0.5) as batch:
+            await take_any(batch, 0.1)
+            counts = batch.transmitted()
+            statistics = batch.statistics
+    summed: Counter[str] = Counter()
+    for stats in statistics:
+        summed[stats.host] += stats.transmitted
+    assert counts == dict(summed)
+    assert set(counts) == set(HOSTS)
+    assert counts["127.4.0.1"] == statistics[0].transmitted + statistics[-1].transmitted
+
+
+async def take_any(batch: trioping.Fanout, seconds: float) -> None:
+    with trio.move_on_after(seconds):
+        async for _ in batch:
+            pass
+
+
 async def test_hosts_are_added_and_removed_while_it_runs() -> None:
     async with (
         trioping.open_pinger() as pinger,

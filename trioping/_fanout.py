@@ -206,6 +206,22 @@ class Fanout:
                 snapshots.append(host.snapshot())
         return snapshots
 
+    def transmitted(self) -> dict[str, int]:
+        """Probes sent so far to each host that resolved, keyed by host as given (a host given
+        twice: the sum), without building a :class:`PingStats` per host.
+
+        For a caller that reads a monitor's counts often -- an exporter answering a scrape
+        of 10,000 hosts -- where :attr:`statistics` would cost ~10 µs a host.  Needs the
+        per-host records (``keep_statistics``, the default).
+        """
+        if not self.plan.keep_statistics:
+            raise ResultsNotKeptError("this batch keeps no per-host statistics (keep_statistics=False)")
+        counts: dict[str, int] = {}
+        for host in self._admission.hosts:
+            if host.address:
+                counts[host.host] = counts.get(host.host, 0) + host.transmitted
+        return counts
+
     @property
     def errors(self) -> list[HostError]:
         """The hosts that could not be pinged, in input order."""
