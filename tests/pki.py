@@ -1,7 +1,8 @@
 """Throw-away certificates for TLS tests, made by the ``openssl`` command, and hypercorn with TLS.
 
 A test CA signs a server certificate for 127.0.0.1 and a client certificate, with the
-extensions strict verifiers (Go's crypto/tls, Python 3.13's VERIFY_X509_STRICT) insist on.
+extensions strict verifiers insist on (Go's crypto/tls; Python 3.13's default
+VERIFY_X509_STRICT wants the CA's keyUsage and the leaves' key identifiers).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def make_certs(directory: Path) -> Certs:
     _openssl(
         "req", "-x509", *_EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
         "-subj", "/CN=trioping test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash",
         cwd=directory,
     )  # fmt: skip
     _signed(directory, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")

@@ -129,6 +129,12 @@ rate_limit:
         ("http_server_config:\n  http2: maybe\n", "http_server_config.http2", 2, "true or false"),
         ("http_server_config:\n  headers:\n    X-Frame-Options: always\n", "X-Frame-Options", 3, "deny"),
         ("http_server_config:\n  headers:\n    Server: me\n", "headers.Server", 3, "unknown key"),
+        (
+            'http_server_config:\n  headers:\n    Content-Security-Policy: "a\\nb"\n',
+            "Content-Security-Policy",
+            3,
+            "printable ASCII",
+        ),
         ("rate_limit:\n  interval: soon\n", "rate_limit.interval", 2, "duration"),
         ("rate_limit:\n  burst: -1\n", "rate_limit.burst", 2, "non-negative integer"),
     ],

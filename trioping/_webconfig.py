@@ -494,6 +494,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
                 allowed = _HEADERS[header]
                 if allowed and value not in allowed:
                     raise reader.fail(node, key, f"must be one of {', '.join(allowed)}")
+                if not (value.isascii() and value.isprintable()):
+                    raise reader.fail(node, key, "a header value must be printable ASCII")
                 if value:
                     config.headers[header] = value
     if "basic_auth_users" in top:
