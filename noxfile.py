@@ -57,7 +57,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=CHECK_PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test]", "mypy", "nox")
+    session.install("-e", ".[test]", "mypy", "nox", "types-PyYAML")  # PyYAML (the exporter extra) ships no types
     session.run("mypy", "--strict", "trioping", "tests")
 
 
