@@ -383,6 +383,18 @@ def test_a_trace_ends_at_an_unreachable_with_its_mark(
     assert real[-1].mark == flag
 
 
+def test_mtr_ending_at_an_unreachable_has_not_reached_the_target(tracelab: TraceLab) -> None:
+    """An unreachable ends the path as the target's reply does, but is no answer from it:
+    the report says not reached and ``--mtr`` exits 1, as ``-T`` does."""
+    out = probe_in_lab(tracelab, {"mtr": {"host": tracelab.unreachable4, "count": 2, "interval": 0.05, "timeout": 2}})
+    report = out["mtr"]
+    assert [hop["ttl"] for hop in report["hops"]] == [1, 2, 3]
+    assert report["reached"] is False
+    argv = [sys.executable, "-m", "trioping", "--mtr", "-n", "-c", "2", "-i", "0.1", tracelab.unreachable4]
+    done = tracelab.run(argv)
+    assert done.returncode == 1, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("unprivileged", PRIVILEGES)
 def test_two_traces_and_a_ping_stream_at_once_from_one_pinger(tracelab: TraceLab, unprivileged: bool) -> None:
     spec = {

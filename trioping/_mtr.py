@@ -162,6 +162,7 @@ class Mtr:
         self._transport_for = transport_for
         self._hops: dict[int, _HopFigures] = {}
         self._final: int | None = None
+        self._reached = False
         self._rounds_done = 0
         self._queue: deque[MtrReport] = deque(maxlen=plan.buffer)
         self._consumers = trio.lowlevel.ParkingLot()
@@ -183,7 +184,7 @@ class Mtr:
             answered = [ttl for ttl in ttls if self._hops[ttl].hosts]
             last = answered[-1] if answered else (ttls[0] if ttls else 0)
         hops = tuple(self._hops[ttl].snapshot(ttl) for ttl in ttls if ttl <= last)
-        return MtrReport(self.host, self.address or "", self._rounds_done, hops, self._final is not None)
+        return MtrReport(self.host, self.address or "", self._rounds_done, hops, self._reached)
 
     def __aiter__(self) -> Mtr:
         return self
@@ -217,6 +218,8 @@ class Mtr:
             figures = self._hops[hop.ttl] = _HopFigures()
         for result in hop.results:
             figures.sent += 1
+            if isinstance(result, Reply):
+                self._reached = True  # an unreachable ends the path too, but is no answer
             if isinstance(result, (Reply, IcmpError)):
                 rtt = result.rtt if result.rtt is not None else math.nan
                 figures.rtt.add(rtt)
