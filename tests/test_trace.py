@@ -130,6 +130,20 @@ async def test_a_trace_outliving_its_pinger_ends() -> None:
                 pass
 
 
+async def test_an_mtr_run_outliving_its_pinger_tells_its_consumer() -> None:
+    """As a stream or a trace does: the consumer gets PingerClosedError after the reports
+    queued, and the nursery the run lives in is not crashed by it."""
+    async with trio.open_nursery() as nursery:
+        async with trioping.open_pinger() as pinger:
+            run = await pinger.start_mtr(nursery, "127.0.0.1", count=5, interval=0.5, timeout=2)
+            with trio.fail_after(5):
+                first = await run.__anext__()
+        assert first.rounds == 1
+        with trio.fail_after(5), pytest.raises(trioping.PingerClosedError):
+            async for _report in run:
+                pass
+
+
 # -- formats, without a network ------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from ._errors import unwrap_lone_exception
+from ._errors import PingerClosedError, unwrap_lone_exception
 from ._names import NameBook
 from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
@@ -281,10 +281,19 @@ class Mtr:
             tx_timestamps=base.tx_timestamps,
         )
         async with trio.open_nursery() as own:
-            trace = await start_trace(own, plan, self._transport_for)
+            try:
+                trace = await start_trace(own, plan, self._transport_for)
+            except PingerClosedError as exc:  # closed between two rounds
+                task_status.started()
+                self.abandon(exc)
+                return
             task_status.started()
-            async for hop in trace:
-                self._add(hop)
+            try:
+                async for hop in trace:
+                    self._add(hop)
+            except PingerClosedError as exc:  # closed under this round's probes
+                self.abandon(exc)
+                return
         self._round_done()
 
     def _stop(self) -> None:
@@ -302,6 +311,8 @@ class Mtr:
         self._consumers.unpark_all()
 
     def abandon(self, error: BaseException) -> None:
+        """The pinger closed under this run: its consumer gets *error* after the reports
+        queued, as a stream's does -- not the nursery the run's tasks live in."""
         self._error = error
         self._stop()
 
