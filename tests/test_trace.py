@@ -144,6 +144,21 @@ async def test_an_mtr_run_outliving_its_pinger_tells_its_consumer() -> None:
                 pass
 
 
+@pytest.mark.parametrize("names", [False, True])
+async def test_waiting_for_names_always_checkpoints(names: bool) -> None:
+    """A public async call is a cancel point even when there is nothing to wait for."""
+    async with trioping.open_pinger() as pinger:
+        async with pinger.trace("127.0.0.1", names=names, timeout=2) as trace:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await trace.wait_for_names([], trio.current_time() + 5)
+            assert scope.cancelled_caught
+        async with pinger.mtr("127.0.0.1", 1, names=names) as run:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await run.wait_for_names([], trio.current_time() + 5)
+            assert scope.cancelled_caught
+
 # -- formats, without a network ------------------------------------------------------------
 
 

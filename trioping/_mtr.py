@@ -209,7 +209,9 @@ class Mtr:
 
     async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
         """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is not None:
+        if self._names is None:
+            await trio.lowlevel.checkpoint()
+        else:
             await self._names.wait_for(addresses, deadline)
 
     def _add(self, hop: Hop) -> None:

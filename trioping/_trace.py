@@ -224,7 +224,9 @@ class Trace:
 
     async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
         """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is not None:
+        if self._names is None:
+            await trio.lowlevel.checkpoint()
+        else:
             await self._names.wait_for(addresses, deadline)
 
     # -- the receiver's side -----------------------------------------------------------------
