@@ -159,6 +159,20 @@ async def test_waiting_for_names_always_checkpoints(names: bool) -> None:
                 await run.wait_for_names([], trio.current_time() + 5)
             assert scope.cancelled_caught
 
+
+def test_the_lazily_imported_names_are_listed_and_importable() -> None:
+    """``dir(trioping)`` lists the trace types before their first use (a fresh interpreter:
+    this one may have loaded them already), and ``from trioping import ...`` loads them."""
+    code = (
+        "import trioping; lazy = {'Hop', 'HopResult', 'Trace', 'Mtr', 'MtrHop', 'MtrHost', 'MtrReport'};"
+        "assert lazy <= set(dir(trioping)), sorted(lazy - set(dir(trioping)));"
+        "assert lazy <= set(trioping.__all__);"
+        "from trioping import Hop, MtrReport; assert Hop.__module__ == 'trioping._trace'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 # -- formats, without a network ------------------------------------------------------------
 
 
