@@ -438,6 +438,35 @@ def test_mtr_ending_at_an_unreachable_has_not_reached_the_target(tracelab: Trace
     assert done.returncode == 1, done.stdout + done.stderr
 
 
+PENDING_ERROR_SEND = """
+import sys, time
+from trioping._packet import EchoTemplate, Family
+from trioping._socket import IcmpSocket, SocketKind, SocketOptions
+
+target = sys.argv[1]
+family = Family.V6 if ":" in target else Family.V4
+sock = IcmpSocket(family, SocketKind.DATAGRAM, 0, SocketOptions())
+template = EchoTemplate(family, sock.identifier, b"TOKEN123", 56)
+sock.send(template.build(1, time.time_ns())[0], target, 1, tx_timestamp=False)
+time.sleep(0.3)  # r1's time-exceeded is in: the socket's error is pending, its entry unread
+sock.send(template.build(2, time.time_ns())[0], target, None, tx_timestamp=False)
+time.sleep(0.3)
+reply = sock._sock.recv(2048)
+print(reply[0], int.from_bytes(reply[6:8], "big"))
+"""
+
+
+@pytest.mark.parametrize("v6", FAMILIES)
+def test_a_send_meeting_a_routers_pending_error_still_goes_out(tracelab: TraceLab, v6: bool) -> None:
+    """Linux sets a datagram ICMP socket's error (sk_err) for every ICMP error it gets, and
+    the next send reports that instead of sending (sock_alloc_send_pskb).  That send is not
+    refused: made again, it goes out and its echo is answered."""
+    target = tracelab.target6 if v6 else tracelab.target4
+    done = tracelab.run([sys.executable, "-c", PENDING_ERROR_SEND, target], unprivileged=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["129" if v6 else "0", "2"]  # the echo reply to sequence 2
+
+
 @pytest.mark.parametrize("unprivileged", PRIVILEGES)
 def test_two_traces_and_a_ping_stream_at_once_from_one_pinger(tracelab: TraceLab, unprivileged: bool) -> None:
     spec = {
