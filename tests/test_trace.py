@@ -9,6 +9,7 @@ No reverse names are looked up but those of 127.0.0.1 and ::1: every lab trace i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pty
@@ -32,6 +33,7 @@ import trioping
 from trioping import Family, Hop, IcmpError, MtrReport, Reply, RttClock, Timeout
 from trioping._cli_trace import hop_line, mtr_report_lines
 from trioping._mtr import MtrHop, MtrHost, _Running
+from trioping._socket import _PENDING_ICMP_ERRNOS
 
 from .tracelab import TraceLab, Unavailable, mtr_hops, traceroute, traceroute_hops
 
@@ -171,6 +173,31 @@ def test_the_lazily_imported_names_are_listed_and_importable() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
+
+
+# The errno Linux's ping_err gives a datagram socket for each ICMP error (net/ipv4/ping.c,
+# icmp_err_convert in net/ipv4/icmp.c, icmpv6_err_convert in net/ipv6/icmp.c).
+KERNEL_ICMP_ERRNOS = {
+    "time exceeded": errno.EHOSTUNREACH,
+    "source quench / redirect": errno.EREMOTEIO,
+    "parameter problem": errno.EPROTO,
+    "frag needed": errno.EMSGSIZE,
+    "net unreachable": errno.ENETUNREACH,
+    "host unreachable": errno.EHOSTUNREACH,
+    "protocol unreachable": errno.ENOPROTOOPT,
+    "port unreachable": errno.ECONNREFUSED,
+    "source route failed": errno.EOPNOTSUPP,
+    "host unknown": errno.EHOSTDOWN,
+    "host isolated": errno.ENONET,
+    "v6 administratively prohibited": errno.EACCES,
+}
+
+
+def test_every_errno_an_icmp_error_leaves_pending_is_sent_again() -> None:
+    """A send meeting any of them on a datagram socket reports an earlier probe's ICMP
+    error, not its own refusal (see the lab test above)."""
+    missing = {what for what, number in KERNEL_ICMP_ERRNOS.items() if number not in _PENDING_ICMP_ERRNOS}
+    assert not missing
 
 
 # -- formats, without a network ------------------------------------------------------------
