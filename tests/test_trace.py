@@ -230,6 +230,20 @@ def test_hop_lines_as_traceroute_prints_them() -> None:
     assert hop_line(Hop(3, (v6,))) == " 3  2001:db8:72::2  1.000 ms !N"
 
 
+def test_errors_other_than_transit_time_exceeded_end_the_trace_with_traceroutes_mark() -> None:
+    """traceroute's parse_icmp_res: only "TTL exceeded in transit" goes on; time exceeded in
+    reassembly (from the destination), a parameter problem... end it, marked ``!<type-code>``."""
+    v4, v6 = Family.V4, Family.V6
+    transit = IcmpError("t", "198.19.70.2", 1, 0, v4, 11, 0, 0, 0.001, RttClock.KERNEL)
+    reassembly = IcmpError("t", "198.19.73.2", 2, 0, v4, 11, 1, 0, 0.001, RttClock.KERNEL)
+    parameter = IcmpError("t", "2001:db8:72::2", 3, 0, v6, 4, 0, 0, 0.001, RttClock.KERNEL)
+    assert not Hop(1, (transit,)).final
+    assert Hop(4, (reassembly,)).final
+    assert Hop(4, (reassembly,)).error == reassembly
+    assert hop_line(Hop(4, (reassembly,))) == " 4  198.19.73.2  1.000 ms !<11-1>"
+    assert hop_line(Hop(3, (parameter,))) == " 3  2001:db8:72::2  1.000 ms !<4-0>"
+
+
 def test_mtr_rows_cut_a_full_loss_and_list_further_addresses_under_the_hop() -> None:
     """mtr writes its columns at fixed offsets: ``100.0%`` loses its sign to the next."""
     silent = MtrHop(2, 10, 0, None, None, None, None, 0.0, ())
