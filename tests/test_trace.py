@@ -35,6 +35,7 @@ from trioping._cli_trace import hop_line, mtr_report_lines
 from trioping._mtr import MtrHop, MtrHost, _Running
 from trioping._socket import _PENDING_ICMP_ERRNOS
 
+from .nsutil import python_env
 from .tracelab import TraceLab, Unavailable, mtr_hops, traceroute, traceroute_hops
 
 LOOPBACKS = [pytest.param("127.0.0.1", id="ipv4"), pytest.param("::1", id="ipv6")]
@@ -544,6 +545,71 @@ def test_mtr_through_the_lab_counts_loss_at_a_silenced_hop(tracelab: TraceLab) -
         [tracelab.hops4[2]],
         [tracelab.hops4[3]],
     ]
+
+
+GROWING_PATH_MTR = """
+import json, sys, trio, trioping
+
+async def main():
+    host = sys.argv[1]
+    async with trioping.open_pinger() as pinger, pinger.mtr(host, None, 0.05, timeout=0.5) as run:
+        async for report in run:
+            if report.reached:
+                break
+        print(json.dumps([hop.ttl for hop in report.hops]), flush=True)
+        await trio.to_thread.run_sync(sys.stdin.readline)  # the address moves one router on
+        with trio.move_on_after(10):
+            async for report in run:
+                if len(report.hops) > 2 and report.hops[-1].address == host:
+                    break
+        print(json.dumps([[h.address for h in hop.hosts] for hop in run.report.hops]), flush=True)
+
+trio.run(main)
+"""
+
+
+def test_mtr_follows_a_path_that_grows(tracelab: TraceLab) -> None:
+    """An address answered by r2 moves to r3 during a run: later rounds must look past the
+    old end (mtr probes one TTL further than the last that answered)."""
+    moving = "198.19.77.1"
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+
+    def address(action: str, router: int) -> None:
+        argv = [ip, "-n", tracelab.router(router), "addr", action, f"{moving}/32", "dev", "lo"]
+        subprocess.run(argv, check=True, timeout=10)
+
+    address("add", 2)
+    process = subprocess.Popen(
+        [ip, "netns", "exec", tracelab.client, sys.executable, "-c", GROWING_PATH_MTR, moving],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+        cwd="/",
+    )
+    moved = False
+    try:
+        assert process.stdout is not None
+        assert process.stdin is not None
+        first = process.stdout.readline()
+        assert first, process.stderr.read() if process.stderr is not None else ""
+        assert json.loads(first) == [1, 2]
+        address("del", 2)
+        address("add", 3)
+        moved = True
+        out, err = process.communicate("go\n", timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        address("del", 3 if moved else 2)
+    assert process.returncode == 0, err
+    hosts = json.loads(out)
+    assert hosts[0] == [tracelab.hops4[0]]
+    assert hosts[1][0] == moving  # first seen at hop 2; r2 answers there now
+    assert tracelab.hops4[1] in hosts[1]
+    assert hosts[2] == [moving]
 
 
 def test_mtr_on_a_terminal_is_a_live_table_that_ctrl_c_leaves_on_screen() -> None:

@@ -25,7 +25,7 @@ from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
 from ._resolve import resolve
 from ._results import IcmpError, Reply
-from ._trace import Hop, TracePlan, ends_trace, start_trace
+from ._trace import Hop, TracePlan, ends_trace, in_transit, start_trace
 from ._transport import Transport
 
 
@@ -147,6 +147,11 @@ def mtr_plan(count: int | None, interval: float, trace: TracePlan, buffer: int) 
         trace=trace,
         buffer=check_positive("buffer", buffer),
     )
+
+
+def _went_on(hop: Hop) -> bool:
+    """A router said "TTL exceeded in transit" at this hop: the path goes further."""
+    return any(isinstance(result, IcmpError) and in_transit(result) for result in hop.results)
 
 
 class Mtr:
@@ -290,12 +295,17 @@ class Mtr:
                 self.abandon(exc)
                 return
             task_status.started()
+            last: Hop | None = None
             try:
-                async for hop in trace:
-                    self._add(hop)
+                async for last in trace:
+                    self._add(last)
             except PingerClosedError as exc:  # closed under this round's probes
                 self.abandon(exc)
                 return
+        if last is not None and last.ttl == max_hops < base.max_hops and self._final == max_hops and _went_on(last):
+            # A router now forwards what used to end here: the path grew (a route changed in
+            # a long run), so the next round looks as far as max_hops again, as mtr does.
+            self._final = None
         self._round_done()
 
     def _stop(self) -> None:
