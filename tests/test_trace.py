@@ -9,6 +9,7 @@ No reverse names are looked up but those of 127.0.0.1 and ::1: every lab trace i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pty
@@ -32,7 +33,9 @@ import trioping
 from trioping import Family, Hop, IcmpError, MtrReport, Reply, RttClock, Timeout
 from trioping._cli_trace import hop_line, mtr_report_lines
 from trioping._mtr import MtrHop, MtrHost, _Running
+from trioping._socket import _PENDING_ICMP_ERRNOS
 
+from .nsutil import python_env
 from .tracelab import TraceLab, Unavailable, mtr_hops, traceroute, traceroute_hops
 
 LOOPBACKS = [pytest.param("127.0.0.1", id="ipv4"), pytest.param("::1", id="ipv6")]
@@ -130,6 +133,74 @@ async def test_a_trace_outliving_its_pinger_ends() -> None:
                 pass
 
 
+async def test_an_mtr_run_outliving_its_pinger_tells_its_consumer() -> None:
+    """As a stream or a trace does: the consumer gets PingerClosedError after the reports
+    queued, and the nursery the run lives in is not crashed by it."""
+    async with trio.open_nursery() as nursery:
+        async with trioping.open_pinger() as pinger:
+            run = await pinger.start_mtr(nursery, "127.0.0.1", count=5, interval=0.5, timeout=2)
+            with trio.fail_after(5):
+                first = await run.__anext__()
+        assert first.rounds == 1
+        with trio.fail_after(5), pytest.raises(trioping.PingerClosedError):
+            async for _report in run:
+                pass
+
+
+@pytest.mark.parametrize("names", [False, True])
+async def test_waiting_for_names_always_checkpoints(names: bool) -> None:
+    """A public async call is a cancel point even when there is nothing to wait for."""
+    async with trioping.open_pinger() as pinger:
+        async with pinger.trace("127.0.0.1", names=names, timeout=2) as trace:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await trace.wait_for_names([], trio.current_time() + 5)
+            assert scope.cancelled_caught
+        async with pinger.mtr("127.0.0.1", 1, names=names) as run:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await run.wait_for_names([], trio.current_time() + 5)
+            assert scope.cancelled_caught
+
+
+def test_the_lazily_imported_names_are_listed_and_importable() -> None:
+    """``dir(trioping)`` lists the trace types before their first use (a fresh interpreter:
+    this one may have loaded them already), and ``from trioping import ...`` loads them."""
+    code = (
+        "import trioping; lazy = {'Hop', 'HopResult', 'Trace', 'Mtr', 'MtrHop', 'MtrHost', 'MtrReport'};"
+        "assert lazy <= set(dir(trioping)), sorted(lazy - set(dir(trioping)));"
+        "assert lazy <= set(trioping.__all__);"
+        "from trioping import Hop, MtrReport; assert Hop.__module__ == 'trioping._trace'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+# The errno Linux's ping_err gives a datagram socket for each ICMP error (net/ipv4/ping.c,
+# icmp_err_convert in net/ipv4/icmp.c, icmpv6_err_convert in net/ipv6/icmp.c).
+KERNEL_ICMP_ERRNOS = {
+    "time exceeded": errno.EHOSTUNREACH,
+    "source quench / redirect": errno.EREMOTEIO,
+    "parameter problem": errno.EPROTO,
+    "frag needed": errno.EMSGSIZE,
+    "net unreachable": errno.ENETUNREACH,
+    "host unreachable": errno.EHOSTUNREACH,
+    "protocol unreachable": errno.ENOPROTOOPT,
+    "port unreachable": errno.ECONNREFUSED,
+    "source route failed": errno.EOPNOTSUPP,
+    "host unknown": errno.EHOSTDOWN,
+    "host isolated": errno.ENONET,
+    "v6 administratively prohibited": errno.EACCES,
+}
+
+
+def test_every_errno_an_icmp_error_leaves_pending_is_sent_again() -> None:
+    """A send meeting any of them on a datagram socket reports an earlier probe's ICMP
+    error, not its own refusal (see the lab test above)."""
+    missing = {what for what, number in KERNEL_ICMP_ERRNOS.items() if number not in _PENDING_ICMP_ERRNOS}
+    assert not missing
+
+
 # -- formats, without a network ------------------------------------------------------------
 
 
@@ -158,6 +229,20 @@ def test_hop_lines_as_traceroute_prints_them() -> None:
     )
     v6 = IcmpError("t", "2001:db8:72::2", 1, 0, Family.V6, 1, 0, 0, 0.001, RttClock.KERNEL)
     assert hop_line(Hop(3, (v6,))) == " 3  2001:db8:72::2  1.000 ms !N"
+
+
+def test_errors_other_than_transit_time_exceeded_end_the_trace_with_traceroutes_mark() -> None:
+    """traceroute's parse_icmp_res: only "TTL exceeded in transit" goes on; time exceeded in
+    reassembly (from the destination), a parameter problem... end it, marked ``!<type-code>``."""
+    v4, v6 = Family.V4, Family.V6
+    transit = IcmpError("t", "198.19.70.2", 1, 0, v4, 11, 0, 0, 0.001, RttClock.KERNEL)
+    reassembly = IcmpError("t", "198.19.73.2", 2, 0, v4, 11, 1, 0, 0.001, RttClock.KERNEL)
+    parameter = IcmpError("t", "2001:db8:72::2", 3, 0, v6, 4, 0, 0, 0.001, RttClock.KERNEL)
+    assert not Hop(1, (transit,)).final
+    assert Hop(4, (reassembly,)).final
+    assert Hop(4, (reassembly,)).error == reassembly
+    assert hop_line(Hop(4, (reassembly,))) == " 4  198.19.73.2  1.000 ms !<11-1>"
+    assert hop_line(Hop(3, (parameter,))) == " 3  2001:db8:72::2  1.000 ms !<4-0>"
 
 
 def test_mtr_rows_cut_a_full_loss_and_list_further_addresses_under_the_hop() -> None:
@@ -383,6 +468,47 @@ def test_a_trace_ends_at_an_unreachable_with_its_mark(
     assert real[-1].mark == flag
 
 
+def test_mtr_ending_at_an_unreachable_has_not_reached_the_target(tracelab: TraceLab) -> None:
+    """An unreachable ends the path as the target's reply does, but is no answer from it:
+    the report says not reached and ``--mtr`` exits 1, as ``-T`` does."""
+    out = probe_in_lab(tracelab, {"mtr": {"host": tracelab.unreachable4, "count": 2, "interval": 0.05, "timeout": 2}})
+    report = out["mtr"]
+    assert [hop["ttl"] for hop in report["hops"]] == [1, 2, 3]
+    assert report["reached"] is False
+    argv = [sys.executable, "-m", "trioping", "--mtr", "-n", "-c", "2", "-i", "0.1", tracelab.unreachable4]
+    done = tracelab.run(argv)
+    assert done.returncode == 1, done.stdout + done.stderr
+
+
+PENDING_ERROR_SEND = """
+import sys, time
+from trioping._packet import EchoTemplate, Family
+from trioping._socket import IcmpSocket, SocketKind, SocketOptions
+
+target = sys.argv[1]
+family = Family.V6 if ":" in target else Family.V4
+sock = IcmpSocket(family, SocketKind.DATAGRAM, 0, SocketOptions())
+template = EchoTemplate(family, sock.identifier, b"TOKEN123", 56)
+sock.send(template.build(1, time.time_ns())[0], target, 1, tx_timestamp=False)
+time.sleep(0.3)  # r1's time-exceeded is in: the socket's error is pending, its entry unread
+sock.send(template.build(2, time.time_ns())[0], target, None, tx_timestamp=False)
+time.sleep(0.3)
+reply = sock._sock.recv(2048)
+print(reply[0], int.from_bytes(reply[6:8], "big"))
+"""
+
+
+@pytest.mark.parametrize("v6", FAMILIES)
+def test_a_send_meeting_a_routers_pending_error_still_goes_out(tracelab: TraceLab, v6: bool) -> None:
+    """Linux sets a datagram ICMP socket's error (sk_err) for every ICMP error it gets, and
+    the next send reports that instead of sending (sock_alloc_send_pskb).  That send is not
+    refused: made again, it goes out and its echo is answered."""
+    target = tracelab.target6 if v6 else tracelab.target4
+    done = tracelab.run([sys.executable, "-c", PENDING_ERROR_SEND, target], unprivileged=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["129" if v6 else "0", "2"]  # the echo reply to sequence 2
+
+
 @pytest.mark.parametrize("unprivileged", PRIVILEGES)
 def test_two_traces_and_a_ping_stream_at_once_from_one_pinger(tracelab: TraceLab, unprivileged: bool) -> None:
     spec = {
@@ -419,6 +545,71 @@ def test_mtr_through_the_lab_counts_loss_at_a_silenced_hop(tracelab: TraceLab) -
         [tracelab.hops4[2]],
         [tracelab.hops4[3]],
     ]
+
+
+GROWING_PATH_MTR = """
+import json, sys, trio, trioping
+
+async def main():
+    host = sys.argv[1]
+    async with trioping.open_pinger() as pinger, pinger.mtr(host, None, 0.05, timeout=0.5) as run:
+        async for report in run:
+            if report.reached:
+                break
+        print(json.dumps([hop.ttl for hop in report.hops]), flush=True)
+        await trio.to_thread.run_sync(sys.stdin.readline)  # the address moves one router on
+        with trio.move_on_after(10):
+            async for report in run:
+                if len(report.hops) > 2 and report.hops[-1].address == host:
+                    break
+        print(json.dumps([[h.address for h in hop.hosts] for hop in run.report.hops]), flush=True)
+
+trio.run(main)
+"""
+
+
+def test_mtr_follows_a_path_that_grows(tracelab: TraceLab) -> None:
+    """An address answered by r2 moves to r3 during a run: later rounds must look past the
+    old end (mtr probes one TTL further than the last that answered)."""
+    moving = "198.19.77.1"
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+
+    def address(action: str, router: int) -> None:
+        argv = [ip, "-n", tracelab.router(router), "addr", action, f"{moving}/32", "dev", "lo"]
+        subprocess.run(argv, check=True, timeout=10)
+
+    address("add", 2)
+    process = subprocess.Popen(
+        [ip, "netns", "exec", tracelab.client, sys.executable, "-c", GROWING_PATH_MTR, moving],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+        cwd="/",
+    )
+    moved = False
+    try:
+        assert process.stdout is not None
+        assert process.stdin is not None
+        first = process.stdout.readline()
+        assert first, process.stderr.read() if process.stderr is not None else ""
+        assert json.loads(first) == [1, 2]
+        address("del", 2)
+        address("add", 3)
+        moved = True
+        out, err = process.communicate("go\n", timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        address("del", 3 if moved else 2)
+    assert process.returncode == 0, err
+    hosts = json.loads(out)
+    assert hosts[0] == [tracelab.hops4[0]]
+    assert hosts[1][0] == moving  # first seen at hop 2; r2 answers there now
+    assert tracelab.hops4[1] in hosts[1]
+    assert hosts[2] == [moving]
 
 
 def test_mtr_on_a_terminal_is_a_live_table_that_ctrl_c_leaves_on_screen() -> None:

@@ -24,7 +24,7 @@ from ._packet import Family
 from ._pinger import open_pinger
 from ._resolve import resolve
 from ._results import IcmpError, IcmpErrorKind, Reply, SendError, Timeout
-from ._trace import Hop, HopResult, Trace
+from ._trace import Hop, HopResult, Trace, in_transit
 
 Writer = Callable[[str], None]
 
@@ -88,15 +88,16 @@ _V6_UNREACHABLE_MARKS = {0: "!N", 1: "!X", 2: "!H", 3: "!H", 4: ""}
 
 
 def mark(result: HopResult) -> str:
-    """traceroute's mark after an answer: ``!H``, ``!N``, ``!P``, ``!X``... ("" for none)."""
-    if not isinstance(result, IcmpError) or result.kind is IcmpErrorKind.TIME_EXCEEDED:
+    """traceroute's mark after an answer: ``!H``, ``!N``, ``!P``, ``!X``... ("" for none),
+    and for any other error ``!<type-code>``, as its parse_icmp_res prints it."""
+    if not isinstance(result, IcmpError) or in_transit(result):
         return ""
     if result.mtu is not None:
         return f"!F-{result.mtu}"
     if result.kind is IcmpErrorKind.DESTINATION_UNREACHABLE:
         marks = _V4_UNREACHABLE_MARKS if result.family is Family.V4 else _V6_UNREACHABLE_MARKS
         return marks.get(result.code, f"!<{result.code}>")
-    return f"!<{result.icmp_type}>"
+    return f"!<{result.icmp_type}-{result.code}>"
 
 
 def _answer(result: HopResult) -> tuple[str | None, float | None]:

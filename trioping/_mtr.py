@@ -19,13 +19,13 @@ from typing import Any
 
 import trio
 
-from ._errors import unwrap_lone_exception
+from ._errors import PingerClosedError, unwrap_lone_exception
 from ._names import NameBook
 from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
 from ._resolve import resolve
 from ._results import IcmpError, Reply
-from ._trace import Hop, TracePlan, ends_trace, start_trace
+from ._trace import Hop, TracePlan, ends_trace, in_transit, start_trace
 from ._transport import Transport
 
 
@@ -149,6 +149,11 @@ def mtr_plan(count: int | None, interval: float, trace: TracePlan, buffer: int) 
     )
 
 
+def _went_on(hop: Hop) -> bool:
+    """A router said "TTL exceeded in transit" at this hop: the path goes further."""
+    return any(isinstance(result, IcmpError) and in_transit(result) for result in hop.results)
+
+
 class Mtr:
     """Repeated traces to one host; ``async for report in mtr`` yields an
     :class:`MtrReport` each time a round completes, and ends after *count* rounds (never,
@@ -162,6 +167,7 @@ class Mtr:
         self._transport_for = transport_for
         self._hops: dict[int, _HopFigures] = {}
         self._final: int | None = None
+        self._reached = False
         self._rounds_done = 0
         self._queue: deque[MtrReport] = deque(maxlen=plan.buffer)
         self._consumers = trio.lowlevel.ParkingLot()
@@ -183,7 +189,7 @@ class Mtr:
             answered = [ttl for ttl in ttls if self._hops[ttl].hosts]
             last = answered[-1] if answered else (ttls[0] if ttls else 0)
         hops = tuple(self._hops[ttl].snapshot(ttl) for ttl in ttls if ttl <= last)
-        return MtrReport(self.host, self.address or "", self._rounds_done, hops, self._final is not None)
+        return MtrReport(self.host, self.address or "", self._rounds_done, hops, self._reached)
 
     def __aiter__(self) -> Mtr:
         return self
@@ -208,7 +214,9 @@ class Mtr:
 
     async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
         """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is not None:
+        if self._names is None:
+            await trio.lowlevel.checkpoint()
+        else:
             await self._names.wait_for(addresses, deadline)
 
     def _add(self, hop: Hop) -> None:
@@ -217,6 +225,8 @@ class Mtr:
             figures = self._hops[hop.ttl] = _HopFigures()
         for result in hop.results:
             figures.sent += 1
+            if isinstance(result, Reply):
+                self._reached = True  # an unreachable ends the path too, but is no answer
             if isinstance(result, (Reply, IcmpError)):
                 rtt = result.rtt if result.rtt is not None else math.nan
                 figures.rtt.add(rtt)
@@ -278,10 +288,24 @@ class Mtr:
             tx_timestamps=base.tx_timestamps,
         )
         async with trio.open_nursery() as own:
-            trace = await start_trace(own, plan, self._transport_for)
+            try:
+                trace = await start_trace(own, plan, self._transport_for)
+            except PingerClosedError as exc:  # closed between two rounds
+                task_status.started()
+                self.abandon(exc)
+                return
             task_status.started()
-            async for hop in trace:
-                self._add(hop)
+            last: Hop | None = None
+            try:
+                async for last in trace:
+                    self._add(last)
+            except PingerClosedError as exc:  # closed under this round's probes
+                self.abandon(exc)
+                return
+        if last is not None and last.ttl == max_hops < base.max_hops and self._final == max_hops and _went_on(last):
+            # A router now forwards what used to end here: the path grew (a route changed in
+            # a long run), so the next round looks as far as max_hops again, as mtr does.
+            self._final = None
         self._round_done()
 
     def _stop(self) -> None:
@@ -299,6 +323,8 @@ class Mtr:
         self._consumers.unpark_all()
 
     def abandon(self, error: BaseException) -> None:
+        """The pinger closed under this run: its consumer gets *error* after the reports
+        queued, as a stream's does -- not the nursery the run's tasks live in."""
         self._error = error
         self._stop()
 

@@ -51,12 +51,17 @@ _PENDING_ICMP_ERRNOS = frozenset(
         errno.EACCES,
         errno.EPROTO,
         errno.EMSGSIZE,
+        errno.ENONET,
+        errno.EREMOTEIO,
     }
 )
 """What a Linux datagram ICMP socket's pending error (``sk_err``, set by every ICMP error
-it receives -- a router's time-exceeded included) can be: the next send reports it *instead
-of sending*, once.  Such a send is made again (errors keep arriving during a trace, so up
-to :data:`_PENDING_RETRIES` times); a refusal of its own fails every time."""
+it receives -- a router's time-exceeded included) can be, as ``ping_err`` maps ICMP to errno
+(``icmp_err_convert``, ``icmpv6_err_convert``; EREMOTEIO for a redirect or source quench,
+ENONET for "host isolated"): the next send reports it *instead of sending*, once.  Such a
+send is made again (errors keep arriving during a trace, so up to :data:`_PENDING_RETRIES`
+times); a refusal of its own fails every time.  (iputils ping counts such a send as made
+and lost; traceroute 2.1 reads its error queue before each send and stops at any other.)"""
 _PENDING_RETRIES = 3
 _BROKEN_SOCKET_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.EINVAL})
 """Errors from ``recvmsg`` that mean the socket itself is unusable.  Any other errno is a

@@ -68,7 +68,7 @@ class Hop:
     def error(self) -> IcmpError | None:
         """The first ICMP error that ends the trace here (unreachable, prohibited...), if any."""
         for result in self.results:
-            if isinstance(result, IcmpError) and result.kind is not _TIME_EXCEEDED:
+            if isinstance(result, IcmpError) and not in_transit(result):
                 return result
         return None
 
@@ -84,11 +84,18 @@ class Hop:
         )
 
 
+def in_transit(result: IcmpError) -> bool:
+    """A router's "TTL exceeded in transit" (code 0): the one error that says go further.
+    Time exceeded in *reassembly* (code 1) comes from the destination, and ends the trace
+    as traceroute ends it (``!<11-1>``)."""
+    return result.kind is _TIME_EXCEEDED and result.code == 0
+
+
 def ends_trace(result: HopResult) -> bool:
-    """The target answered, or an error other than time-exceeded says it will not be."""
+    """The target answered, or an error other than time-exceeded in transit says it will not be."""
     if isinstance(result, Reply):
         return True
-    return isinstance(result, IcmpError) and result.kind is not _TIME_EXCEEDED
+    return isinstance(result, IcmpError) and not in_transit(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +231,9 @@ class Trace:
 
     async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
         """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is not None:
+        if self._names is None:
+            await trio.lowlevel.checkpoint()
+        else:
             await self._names.wait_for(addresses, deadline)
 
     # -- the receiver's side -----------------------------------------------------------------
@@ -389,6 +398,7 @@ __all__ = [
     "TraceContext",
     "TracePlan",
     "ends_trace",
+    "in_transit",
     "start_trace",
     "trace_plan",
 ]
