@@ -97,13 +97,6 @@ class SocketOptions:
     receive_buffer: int | None = None
 
 
-@dataclass(slots=True)  # not frozen: one is built per datagram, and frozen costs twice as much
-class Received:
-    data: bytes
-    ancillary: list[tuple[int, int, bytes]]
-    address: str
-
-
 class IcmpSocket:
     """One ICMP socket of one family and kind, configured for timestamps and filtering."""
 
@@ -363,8 +356,8 @@ class IcmpSocket:
 
     def receive_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]]:
         """Up to *limit* datagrams already queued, as ``recvmsg`` returns them -- ``(data,
-        ancillary, flags, address)`` -- without blocking: a list, not a generator or a
-        :class:`Received` each, for the hot path."""
+        ancillary, flags, address)`` -- without blocking: a list of recvmsg's own tuples, not a
+        generator or an object each, for the hot path."""
         recvmsg = self._sock.recvmsg
         batch: list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]] = []
         append = batch.append
