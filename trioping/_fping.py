@@ -77,8 +77,8 @@ from . import (
     resolve,
 )
 from ._cli_common import run_interruptibly
-from ._cli_fanout import _V4_OTHER, _V4_UNREACHABLE, _ms, fping_ms
 from ._fping_options import EXIT_SYSTEM, EXIT_USAGE, PROG, FpingExit, FpingOptions, generate, parse_args
+from ._fping_words import _V4_OTHER, _V4_UNREACHABLE, _ms, fping_ms
 
 EXIT_ALL_ALIVE = 0
 EXIT_SOME_UNREACHABLE = 1
