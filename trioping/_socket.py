@@ -18,8 +18,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -86,8 +85,7 @@ class PathMtuDiscovery(enum.Enum):
     DONT = "dont"
 
 
-@dataclass(frozen=True, slots=True)
-class SocketOptions:
+class SocketOptions(NamedTuple):
     """Per-pinger socket settings (the ``open_pinger`` keywords of the same names)."""
 
     source: str | None = None
