@@ -19,9 +19,10 @@ For ``size < 16`` the layout is simply cut to ``size`` bytes: whatever bytes fit
 sent and verified, so ``size=8`` verifies the stamp but no token, and ``size=0`` leaves only
 identifier and sequence to match replies on.  RTTs never depend on the payload stamp (they
 come from kernel timestamps kept beside each probe), so small sizes still measure time.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated at import (no ``from __future__ import annotations``): as
+strings, every field of a named tuple would be compiled again at each start of a command.
+"""
 
 import enum
 import socket
