@@ -39,7 +39,6 @@ _TTL_KINDS = ((C.IPPROTO_IP, C.IP_TTL), (C.IPPROTO_IPV6, C.IPV6_HOPLIMIT))
 _ERROR_KINDS = ((C.IPPROTO_IP, C.IP_RECVERR), (C.IPPROTO_IPV6, C.IPV6_RECVERR))
 _ORIGIN_TIMESTAMPING = C.SO_EE_ORIGIN_TIMESTAMPING
 _EXTENDED_ERR_SIZE = _EXTENDED_ERR.size
-_new_tuple = tuple.__new__
 
 
 def parse_ancillary(items: list[Cmsg]) -> tuple[int | None, int | None, int | None]:
@@ -108,9 +107,7 @@ def parse_error_queue(items: list[Cmsg]) -> QueuedError | None:
             if origin == _ORIGIN_TIMESTAMPING:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(stamp_data)
                 kernel_ns = seconds * 1_000_000_000 + nanoseconds or None
-                # QueuedError(...) without its Python-level __new__: one per transmitted probe
-                fields = (origin, error_number, icmp_type, code, info, data_word, None, kernel_ns)
-                return _new_tuple(QueuedError, fields)
+                return QueuedError(origin, error_number, icmp_type, code, info, data_word, None, kernel_ns)
     extended: tuple[int, ...] | None = None
     offender: str | None = None
     stamp: int | None = None

@@ -73,7 +73,6 @@ _KERNEL_RX = RttClock.KERNEL_RX
 _MONOTONIC = RttClock.MONOTONIC
 _ORIGIN_TIMESTAMPING = C.SO_EE_ORIGIN_TIMESTAMPING
 _ORIGINS_ICMP = (C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_ICMP6)
-_new_tuple = tuple.__new__
 
 
 class ProbeOwner(Protocol):
@@ -426,8 +425,7 @@ class ProbeTable:
         state = probe.state
         if state is _WAITING:
             probe.state = _ANSWERED
-            reply = (probe.target, source, probe.sequence, probe.probe_index, icmp_size, ttl, rtt, clock, False)
-            return probe, _new_tuple(Reply, reply)  # Reply(*reply), without its Python-level __new__
+            return probe, Reply(probe.target, source, probe.sequence, probe.probe_index, icmp_size, ttl, rtt, clock)
         if state is _ANSWERED:
             return probe, Reply(
                 probe.target, source, probe.sequence, probe.probe_index, icmp_size, ttl, rtt, clock, True
