@@ -11,13 +11,13 @@ import pytest
 
 from trioping._cli_fanout import (
     FanoutOptions,
-    fping_ms,
     generate_targets,
     read_targets,
     run_fanout,
     summary_lines,
 )
 from trioping._errors import TriopingError
+from trioping._fping_words import fping_ms
 from trioping._stats import PingStats, StatsAccumulator
 
 from .conftest import requires_raw

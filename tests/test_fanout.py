@@ -3,6 +3,7 @@ answers on Linux) and the lab's silent and unreachable hosts."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import socket
@@ -22,6 +23,7 @@ from trioping import (
     HostResult,
     IcmpError,
     InvalidArgumentError,
+    PingStats,
     Reply,
     ResolutionError,
     RttClock,
@@ -368,6 +370,49 @@ def test_a_host_record_sets_every_slot_of_its_statistics() -> None:
     slots = {name for cls in type(host).__mro__ for name in getattr(cls, "__slots__", ())}
     assert {name for name in slots if not hasattr(host, name)} == {"transport"}  # set when ready
     assert host.snapshot() == StatsAccumulator("127.0.0.1", "", keep_results=False).snapshot()
+
+
+@given(
+    st.lists(st.floats(min_value=1e-6, max_value=10.0), max_size=5),
+    st.integers(min_value=0, max_value=3),
+    st.booleans(),
+)
+def test_a_snapshot_is_a_frozen_ping_stats_with_every_field(rtts: list[float], extra: int, keep: bool) -> None:
+    """snapshot() fills a PingStats slot by slot without its __init__: it must be one in every
+    respect -- its class, each field, equality, hash, frozenness, dataclasses.replace."""
+    accumulator = StatsAccumulator("host.example", "127.0.0.1", keep_results=keep)
+    for rtt in rtts:
+        accumulator.add_rtt(rtt)
+    accumulator.transmitted = len(rtts) + extra
+    accumulator.errors = accumulator.send_errors = extra
+    accumulator.elapsed = 1.5
+    stats = accumulator.snapshot()
+    n = len(rtts)
+    expected = PingStats(
+        "host.example",
+        "127.0.0.1",
+        n + extra,
+        n,
+        0,
+        extra,
+        0,
+        0,
+        extra,
+        accumulator.rtt_min if n else None,
+        accumulator.rtt_mean if n else None,
+        accumulator.rtt_max if n else None,
+        stats.rtt_stddev,
+        1.5,
+        () if keep else None,
+    )
+    assert type(stats) is PingStats
+    assert stats == expected
+    assert hash(stats) == hash(expected)
+    assert [getattr(stats, f.name) for f in dataclasses.fields(PingStats)] == list(dataclasses.astuple(expected))
+    assert (stats.rtt_stddev is None) == (n == 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.host = "other"  # type: ignore[misc]
+    assert dataclasses.replace(stats, host="other").host == "other"
 
 
 def _kernel_reply(request: bytes, ttl: int, source: str = "127.9.8.7") -> bytes:

@@ -2,9 +2,10 @@
 drop counts and error-queue reports.
 
 Kept apart from the socket layer so these byte layouts are tested without a socket.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated at import (no ``from __future__ import annotations``): as
+strings, every field of a named tuple would be compiled again at each start of a command.
+"""
 
 import socket
 import struct

@@ -29,6 +29,7 @@ import trio
 
 from ._cli_common import DEFAULT_MAX_TARGETS, EXIT_ERROR, UsageError, run_interruptibly
 from ._fanout import Fanout, HostError, HostResult
+from ._fping_words import _V4_OTHER, _V4_UNREACHABLE, _ms, fping_ms
 from ._options import DEFAULT_RATE
 from ._packet import Family
 from ._pinger import open_pinger
@@ -131,49 +132,6 @@ def collect_targets(options: FanoutOptions, stdin: TextIO) -> list[str]:
 
 
 # -- fping's words -----------------------------------------------------------------------
-
-
-def fping_ms(seconds: float) -> str:
-    """Milliseconds as fping prints them: 3 decimals below 1 ms, fewer as they grow."""
-    ms = seconds * 1e3
-    if ms < 0:
-        return f"{ms:.2g}"
-    if ms < 1:
-        return f"{ms:.3f}"
-    if ms < 10:
-        return f"{ms:.2f}"
-    if ms < 100:
-        return f"{ms:.1f}"
-    if ms < 1_000_000:
-        return f"{ms:.0f}"
-    return f"{ms:.3e}"
-
-
-def _ms(seconds: float) -> str:
-    """:func:`fping_ms`, with the usual case (under a millisecond) in line."""
-    ms = seconds * 1e3
-    return f"{ms:.3f}" if 0 <= ms < 1 else fping_ms(seconds)
-
-
-_V4_UNREACHABLE = (
-    "ICMP Network Unreachable",
-    "ICMP Host Unreachable",
-    "ICMP Protocol Unreachable",
-    "ICMP Port Unreachable",
-    "ICMP Unreachable (Fragmentation Needed)",
-    "ICMP Unreachable (Source Route Failed)",
-    "ICMP Unreachable (Destination Network Unknown)",
-    "ICMP Unreachable (Destination Host Unknown)",
-    "ICMP Unreachable (Source Host Isolated)",
-    "ICMP Unreachable (Communication with Network Prohibited)",
-    "ICMP Unreachable (Communication with Host Prohibited)",
-    "ICMP Unreachable (Network Unreachable For Type Of Service)",
-    "ICMP Unreachable (Host Unreachable For Type Of Service)",
-    "ICMP Unreachable (Communication Administratively Prohibited)",
-    "ICMP Unreachable (Host Precedence Violation)",
-    "ICMP Unreachable (Precedence cutoff in effect)",
-)
-_V4_OTHER = {4: "ICMP Source Quench", 5: "ICMP Redirect", 11: "ICMP Time Exceeded", 12: "ICMP Parameter Problem"}
 
 
 def icmp_error_line(error: IcmpError, host: str) -> str:

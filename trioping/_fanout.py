@@ -358,7 +358,7 @@ class Fanout:
             return
         self._outstanding -= 1
         self._results.append(HostResult(host.host, host.address, host.position, result))
-        if self._parked:
+        if self._parked and self._consumers:
             self._consumers.unpark()
         if self._outstanding == 0 and self._engine_event is not None:
             self._wake_engine()
@@ -380,7 +380,10 @@ class Fanout:
             event.set()
 
     def _wake_consumer(self) -> None:
-        if self._parked:
+        # A woken consumer stays counted in _parked until it runs; the lot itself says
+        # whether one still waits, so the results that arrive meanwhile (hundreds in one
+        # drain of the socket) do not each call unpark for nobody.
+        if self._parked and self._consumers:
             self._consumers.unpark()
 
     # -- life cycle --------------------------------------------------------------------------

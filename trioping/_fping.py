@@ -77,8 +77,8 @@ from . import (
     resolve,
 )
 from ._cli_common import run_interruptibly
-from ._cli_fanout import _V4_OTHER, _V4_UNREACHABLE, fping_ms
 from ._fping_options import EXIT_SYSTEM, EXIT_USAGE, PROG, FpingExit, FpingOptions, generate, parse_args
+from ._fping_words import _V4_OTHER, _V4_UNREACHABLE, _ms, fping_ms
 
 EXIT_ALL_ALIVE = 0
 EXIT_SOME_UNREACHABLE = 1
@@ -375,6 +375,7 @@ class _Run:
         append = lines.append
         width = self.width
         ms = fping_ms
+        quick_ms = _ms
         if self.report_all:
             for target in self.targets:
                 resp = target.resp or {}
@@ -389,7 +390,10 @@ class _Run:
                 text = f"{target.host:<{width}} : xmt/rcv/%loss = {sent}/{recv}/{loss}%"
                 if outage:
                     text += f", outage(ms) = {int((sent - recv) * period)}"
-                if recv:
+                if recv == 1:  # one RTT is the minimum, the average (0.0 + rtt) and the maximum
+                    value = quick_ms(target.min)
+                    text += f", min/avg/max = {value}/{value}/{value}"
+                elif recv:
                     text += f", min/avg/max = {ms(target.min)}/{ms(target.total / recv)}/{ms(target.max)}"
                 append(text)
         self.error("\n".join(lines))

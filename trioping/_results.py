@@ -9,9 +9,10 @@ fan-out rates a frozen dataclass costs several times as much), matched with ``is
 or ``match`` by class.  A result equals only a result of its own kind: ``Timeout`` and
 ``Outstanding`` with the same fields are different things, and neither equals a plain
 tuple.  No field shadows a tuple method.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated at import (no ``from __future__ import annotations``): as
+strings, every field of a named tuple would be compiled again at each start of a command.
+"""
 
 import enum
 from typing import Any, NamedTuple, TypeVar

@@ -18,8 +18,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -91,8 +90,7 @@ class PathMtuDiscovery(enum.Enum):
     DONT = "dont"
 
 
-@dataclass(frozen=True, slots=True)
-class SocketOptions:
+class SocketOptions(NamedTuple):
     """Per-pinger socket settings (the ``open_pinger`` keywords of the same names)."""
 
     source: str | None = None
@@ -100,13 +98,6 @@ class SocketOptions:
     tos: int | None = None
     pmtu: PathMtuDiscovery | None = None
     receive_buffer: int | None = None
-
-
-@dataclass(slots=True)  # not frozen: one is built per datagram, and frozen costs twice as much
-class Received:
-    data: bytes
-    ancillary: list[tuple[int, int, bytes]]
-    address: str
 
 
 class IcmpSocket:
@@ -368,8 +359,8 @@ class IcmpSocket:
 
     def receive_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]]:
         """Up to *limit* datagrams already queued, as ``recvmsg`` returns them -- ``(data,
-        ancillary, flags, address)`` -- without blocking: a list, not a generator or a
-        :class:`Received` each, for the hot path."""
+        ancillary, flags, address)`` -- without blocking: a list of recvmsg's own tuples, not a
+        generator or an object each, for the hot path."""
         recvmsg = self._sock.recvmsg
         batch: list[tuple[bytes, list[tuple[int, int, bytes]], int, Any]] = []
         append = batch.append

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ._errors import TriopingError
 from ._results import IcmpError, InvalidReply, LateReply, ProbeResult, Reply, SendError, Timeout
@@ -168,20 +169,32 @@ class StatsAccumulator:
 
     def snapshot(self) -> PingStats:
         n = self.received
-        return PingStats(
-            self.host,
-            self.address,
-            self.transmitted,
-            n,
-            self.duplicates,
-            self.errors,
-            self.late,
-            self.invalid,
-            self.send_errors,
-            self.rtt_min if n else None,
-            self.rtt_mean if n else None,
-            self.rtt_max if n else None,
-            math.sqrt(max(self.rtt_m2, 0.0) / n) if n else None,
-            self.elapsed,
-            None if self.results is None else tuple(self.results),
-        )
+        # PingStats(...) without its frozen __init__, which sets each of 15 slots through
+        # object.__setattr__ (callgrind: 21,600 instructions a snapshot; this way 3,000).  A
+        # batch makes one a host: 60,000 of them end a 60,000-host run.
+        stats: Any = _new_object(_Unfrozen)
+        stats.host = self.host
+        stats.address = self.address
+        stats.transmitted = self.transmitted
+        stats.received = n
+        stats.duplicates = self.duplicates
+        stats.errors = self.errors
+        stats.late = self.late
+        stats.invalid = self.invalid
+        stats.send_errors = self.send_errors
+        stats.rtt_min = self.rtt_min if n else None
+        stats.rtt_avg = self.rtt_mean if n else None
+        stats.rtt_max = self.rtt_max if n else None
+        stats.rtt_stddev = math.sqrt(max(self.rtt_m2, 0.0) / n) if n else None
+        stats.elapsed = self.elapsed
+        stats.kept_results = None if self.results is None else tuple(self.results)
+        stats.__class__ = PingStats  # the same slots in the same order: a PingStats, frozen from now on
+        frozen: PingStats = stats
+        return frozen
+
+
+_new_object = object.__new__
+_Unfrozen: Any = type("_Unfrozen", (), {"__slots__": PingStats.__slots__})
+"""PingStats's memory layout without its frozen ``__setattr__``: a snapshot is filled in as
+one of these and then becomes a PingStats (``__class__`` assignment, allowed between
+classes whose slots are the same)."""

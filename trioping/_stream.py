@@ -167,7 +167,7 @@ class PingStream:
             self._queue.append(result)
         else:
             self.overflowed += 1
-        if self._parked:
+        if self._parked and self._consumers:  # not woken already by an earlier result
             self._consumers.unpark()
 
     # -- the sending task ----------------------------------------------------------------------
