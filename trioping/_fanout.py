@@ -19,19 +19,19 @@ import copy
 import heapq
 import math
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import trio
 
 from ._admission import Admission
-from ._errors import InvalidArgumentError, TriopingError, unwrap_lone_exception
+from ._errors import InvalidArgumentError, TriopingError
 from ._options import FanoutPlan, check_hosts, resume_chunk
 from ._packet import Family
 from ._resolve import Host
 from ._results import IcmpError, ProbeResult, Reply, SendError, Timeout
+from ._scoped import ScopedContext, start_scoped
 from ._stats import PingStats, ResultsNotKeptError, StatsAccumulator
 from ._table import Probe, ProbeState
 from ._transport import Transport
@@ -401,6 +401,9 @@ class Fanout:
         finally:
             self._finish()
 
+    async def _start(self, nursery: trio.Nursery) -> None:
+        await nursery.start(self._run)
+
     def _stop(self) -> None:
         self._scope.cancel()
         self._finish()
@@ -524,25 +527,10 @@ async def start_fanout(
     transport_for: Callable[[Family], Transport],
 ) -> Fanout:
     """Start a batch whose tasks live in *nursery*; errors in them go there."""
-    batch = Fanout(plan, hosts, transport_for)
-    await nursery.start(batch._run)
-    return batch
+    return await start_scoped(nursery, Fanout(plan, hosts, transport_for))
 
 
-@asynccontextmanager
-async def open_fanout(
-    plan: FanoutPlan, hosts: Iterable[Host] | AsyncIterable[Host], transport_for: Callable[[Family], Transport]
-) -> AsyncIterator[Fanout]:
-    with unwrap_lone_exception():
-        async with trio.open_nursery() as nursery:
-            batch = await start_fanout(nursery, plan, hosts, transport_for)
-            try:
-                yield batch
-            finally:
-                batch._stop()
-
-
-class FanoutContext:
+class FanoutContext(ScopedContext[Fanout, FanoutItem]):
     """What :meth:`Pinger.fanout` returns: use it as ``async with ... as batch``."""
 
     def __init__(
@@ -552,16 +540,10 @@ class FanoutContext:
         transport_for: Callable[[Family], Transport],
     ) -> None:
         check_hosts(hosts)
-        self._manager = open_fanout(plan, hosts, transport_for)
-
-    async def __aenter__(self) -> Fanout:
-        return await self._manager.__aenter__()
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self._manager.__aexit__(*exc_info)
-
-    def __aiter__(self) -> AsyncIterator[FanoutItem]:
-        raise TypeError("a batch's probes run inside a block: `async with pinger.fanout(...) as batch: async for ...`")
+        super().__init__(
+            lambda: Fanout(plan, hosts, transport_for),
+            "a batch's probes run inside a block: `async with pinger.fanout(...) as batch: async for ...`",
+        )
 
 
 __all__ = ["Fanout", "FanoutContext", "FanoutItem", "FanoutProgress", "HostError", "HostResult", "start_fanout"]

@@ -12,19 +12,18 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
-from ._errors import PingerClosedError, unwrap_lone_exception
+from ._errors import PingerClosedError
 from ._names import NameBook
 from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
 from ._resolve import resolve
 from ._results import IcmpError, Reply
+from ._scoped import ScopedContext, start_scoped
 from ._trace import Hop, TracePlan, ends_trace, in_transit, start_trace
 from ._transport import Transport
 
@@ -331,41 +330,16 @@ class Mtr:
 
 async def start_mtr(nursery: trio.Nursery, plan: MtrPlan, transport_for: Callable[[Family], Transport]) -> Mtr:
     """Resolve the host, then start the run's task in *nursery*; errors in it go there."""
-    mtr = Mtr(plan, transport_for)
-    try:
-        await mtr._start(nursery)
-    except BaseException:
-        mtr._stop()
-        raise
-    return mtr
+    return await start_scoped(nursery, Mtr(plan, transport_for))
 
 
-@asynccontextmanager
-async def open_mtr(plan: MtrPlan, transport_for: Callable[[Family], Transport]) -> AsyncIterator[Mtr]:
-    with unwrap_lone_exception():
-        async with trio.open_nursery() as nursery:
-            mtr = await start_mtr(nursery, plan, transport_for)
-            try:
-                yield mtr
-            finally:
-                mtr._stop()
-
-
-class MtrContext:
+class MtrContext(ScopedContext[Mtr, MtrReport]):
     """What :meth:`Pinger.mtr` returns: use it as ``async with ... as mtr``."""
 
     def __init__(self, plan: MtrPlan, transport_for: Callable[[Family], Transport]) -> None:
-        self._manager = open_mtr(plan, transport_for)
-
-    async def __aenter__(self) -> Mtr:
-        return await self._manager.__aenter__()
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self._manager.__aexit__(*exc_info)
-
-    def __aiter__(self) -> AsyncIterator[MtrReport]:
-        raise TypeError(
-            "an mtr run's probes run inside a block: `async with pinger.mtr(host) as mtr: async for r in mtr`"
+        super().__init__(
+            lambda: Mtr(plan, transport_for),
+            "an mtr run's probes run inside a block: `async with pinger.mtr(host) as mtr: async for r in mtr`",
         )
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 import trio
 
-from ._errors import unwrap_lone_exception
 from ._options import StreamPlan, resume_chunk
 from ._packet import Family, validate_size
 from ._resolve import resolve
 from ._results import IcmpError, Outstanding, ProbeResult, Reply, SendError, Timeout
+from ._scoped import ScopedContext, start_scoped
 from ._stats import PingStats, StatsAccumulator
 from ._table import Probe, ProbeState
 from ._transport import Transport
@@ -268,42 +267,16 @@ async def start_stream(
     nursery: trio.Nursery, plan: StreamPlan, transport_for: Callable[[Family], Transport]
 ) -> PingStream:
     """Resolve the host, then start the stream's task in *nursery*; errors in it go there."""
-    stream = PingStream(plan, transport_for)
-    try:
-        await stream._start(nursery)
-    except BaseException:
-        stream._stop()
-        raise
-    return stream
+    return await start_scoped(nursery, PingStream(plan, transport_for))
 
 
-@asynccontextmanager
-async def open_stream(plan: StreamPlan, transport_for: Callable[[Family], Transport]) -> AsyncIterator[PingStream]:
-    """A stream whose task lives in a nursery of its own, scoped to the block."""
-    with unwrap_lone_exception():
-        async with trio.open_nursery() as nursery:
-            stream = await start_stream(nursery, plan, transport_for)
-            try:
-                yield stream
-            finally:
-                stream._stop()
-
-
-class StreamContext:
+class StreamContext(ScopedContext[PingStream, ProbeResult]):
     """What :meth:`Pinger.stream` returns: use it as ``async with ... as stream``."""
 
     def __init__(self, plan: StreamPlan, transport_for: Callable[[Family], Transport]) -> None:
-        self._manager = open_stream(plan, transport_for)
-
-    async def __aenter__(self) -> PingStream:
-        return await self._manager.__aenter__()
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self._manager.__aexit__(*exc_info)
-
-    def __aiter__(self) -> AsyncIterator[ProbeResult]:
-        raise TypeError(
-            "a stream's probes run inside a block: `async with pinger.stream(...) as stream: async for r in stream`"
+        super().__init__(
+            lambda: PingStream(plan, transport_for),
+            "a stream's probes run inside a block: `async with pinger.stream(...) as stream: async for r in stream`",
         )
 
 

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import trio
 
-from ._errors import InvalidArgumentError, unwrap_lone_exception
+from ._errors import InvalidArgumentError
 from ._names import NameBook
 from ._options import check_positive, check_seconds
 from ._packet import Family, validate_size
 from ._resolve import Host, parse_family, resolve
 from ._results import IcmpError, IcmpErrorKind, ProbeResult, Reply, SendError, Timeout
+from ._scoped import ScopedContext, start_scoped
 from ._table import Probe
 from ._transport import Transport
 
@@ -352,42 +352,16 @@ class Trace:
 
 async def start_trace(nursery: trio.Nursery, plan: TracePlan, transport_for: Callable[[Family], Transport]) -> Trace:
     """Resolve the host, then start the trace's tasks in *nursery*; errors in them go there."""
-    trace = Trace(plan, transport_for)
-    try:
-        await trace._start(nursery)
-    except BaseException:
-        trace._stop()
-        raise
-    return trace
+    return await start_scoped(nursery, Trace(plan, transport_for))
 
 
-@asynccontextmanager
-async def open_trace(plan: TracePlan, transport_for: Callable[[Family], Transport]) -> AsyncIterator[Trace]:
-    """A trace whose tasks live in a nursery of its own, scoped to the block."""
-    with unwrap_lone_exception():
-        async with trio.open_nursery() as nursery:
-            trace = await start_trace(nursery, plan, transport_for)
-            try:
-                yield trace
-            finally:
-                trace._stop()
-
-
-class TraceContext:
+class TraceContext(ScopedContext[Trace, Hop]):
     """What :meth:`Pinger.trace` returns: use it as ``async with ... as trace``."""
 
     def __init__(self, plan: TracePlan, transport_for: Callable[[Family], Transport]) -> None:
-        self._manager = open_trace(plan, transport_for)
-
-    async def __aenter__(self) -> Trace:
-        return await self._manager.__aenter__()
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self._manager.__aexit__(*exc_info)
-
-    def __aiter__(self) -> AsyncIterator[Hop]:
-        raise TypeError(
-            "a trace's probes run inside a block: `async with pinger.trace(host) as trace: async for hop in trace`"
+        super().__init__(
+            lambda: Trace(plan, transport_for),
+            "a trace's probes run inside a block: `async with pinger.trace(host) as trace: async for hop in trace`",
         )
 
 
