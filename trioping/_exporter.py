@@ -43,7 +43,7 @@ from ._exporter_config import (
     parse_buckets,
     parse_duration,
 )
-from ._exporter_metrics import CONTENT_TYPE, HostSeries, render, snapshot
+from ._exporter_metrics import CONTENT_TYPE, HostSeries, Snapshot, render, snapshot
 from ._fanout import Fanout, HostError, HostResult
 from ._packet import Family
 from ._pinger import Pinger, open_pinger
@@ -354,13 +354,13 @@ class Exporter:
 
     # -- what a scrape reads ---------------------------------------------------------------------
 
-    def freeze(self) -> list[Any]:
+    def freeze(self) -> Snapshot:
         """Every host's counts at this instant (no checkpoint inside): the library's sent
         counts are read after the replies counted here, so answers never exceed requests.
         Results already queued are taken first, so that a scrape does not show as lost a
         probe whose answer was waiting for the consumer."""
         self._refresh_transmitted()
-        return snapshot(self.targets.values())
+        return snapshot(self.targets.values(), len(self.bounds))
 
     def _refresh_transmitted(self) -> None:
         for monitor in self._monitors.values():
@@ -481,7 +481,7 @@ class Service:
     async def metrics(self) -> list[bytes]:
         frozen = self.exporter.freeze()
         own = generate_latest(self.registry)
-        chunks = await trio.to_thread.run_sync(render, frozen, self.exporter.bounds)
+        chunks = await trio.to_thread.run_sync(lambda: list(render(frozen, self.exporter.bounds)))
         chunks.append(own)
         return chunks
 
