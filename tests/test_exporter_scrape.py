@@ -4,9 +4,14 @@ thread, and the text made from it away from it."""
 from __future__ import annotations
 
 import gc
+import tracemalloc
+from collections.abc import MutableMapping
+from typing import Any
 
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from trioping._exporter import Exporter, Service, Settings, TargetKey
 from trioping._exporter_config import DEFAULT_BUCKETS
 from trioping._exporter_metrics import HostSeries, render, snapshot
 
@@ -68,3 +73,54 @@ def test_the_text_has_every_hosts_counts() -> None:
             assert samples[("trioping_invalid_replies_total", s.host, None, "truncated")] == 3
         else:
             assert ("trioping_invalid_replies_total", s.host, None, "truncated") not in samples
+
+
+async def test_a_scrape_is_sent_as_it_is_made_not_held_whole(nursery: trio.Nursery) -> None:
+    """At 10,000 hosts the text is 30 MB: held whole, the process grew by that much at
+    every scrape.  Made and sent a chunk at a time, a scrape holds a chunk or two."""
+    exporter = Exporter(nursery, DEFAULT_BUCKETS, None, 300.0)
+    for series in hosts(4000):
+        key = TargetKey(series.host, "", 0, 1.0, 56, "ip", "icmp")
+        exporter.targets[key] = series
+    settings = Settings(
+        hosts=[],
+        config_file=None,
+        listen=[],
+        telemetry_path="/metrics",
+        web_config_file=None,
+        buckets=DEFAULT_BUCKETS,
+        interval=1.0,
+        size=56,
+        tos=0,
+        protocol="icmp",
+        timeout=None,
+        resolve_every=300.0,
+    )
+    service = Service(settings, exporter)
+    sent = bytearray()
+    held: list[int] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise AssertionError("a GET has no body to read")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            held.append(tracemalloc.get_traced_memory()[0] - start)
+            if len(sent) < 100_000:
+                sent.extend(message["body"][:1000])
+            total.append(len(message["body"]))
+
+    total: list[int] = []
+    scope = {"type": "http", "path": "/metrics", "method": "GET", "headers": []}
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        await service.app(scope, receive, send)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    body = sum(total)
+    assert body > 10_000_000  # 4,000 hosts: 12 MB
+    assert bytes(sent).startswith(b"# HELP smokeping_requests_total")
+    assert len(total) > 5
+    assert peak < body / 2, (peak, body, held)  # held whole: more than the body
