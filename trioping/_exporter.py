@@ -484,8 +484,12 @@ class Service:
         A scrape of 10,000 hosts is 30 MB: made whole before sending, it stood in memory at
         once (twice with two Prometheus servers scraping), and the process's RSS swung by
         that much at every scrape.  The counts are copied first, in one step, so that the
-        text is one instant's even though it is made piece by piece (in a worker thread, so
-        the probing loop runs meanwhile).  Sent without a length: HTTP/1.1 chunked.
+        text is one instant's even though it is made piece by piece.  Made here, a few
+        milliseconds a chunk between checkpoints, not in a worker thread: a thread holding
+        the GIL makes every socket call of the probing loop wait for it again (up to the 5 ms
+        switch interval each), which stalled the loop longer and made a 10,000-host scrape
+        take 0.4-1 s where this takes 0.2-0.26 s, measured here.  Sent without a length:
+        HTTP/1.1 chunked.
         """
         frozen = self.exporter.freeze()
         own = generate_latest(self.registry)
@@ -494,9 +498,9 @@ class Service:
         if method == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
-        chunks = render(frozen, self.exporter.bounds)
-        while (chunk := await trio.to_thread.run_sync(next, chunks, None)) is not None:
+        for chunk in render(frozen, self.exporter.bounds):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await trio.lowlevel.checkpoint()
         await send({"type": "http.response.body", "body": own})
 
     def index(self) -> bytes:
