@@ -12,7 +12,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from trioping._exporter import Exporter, Service, Settings, TargetKey
-from trioping._exporter_config import DEFAULT_BUCKETS
+from trioping._exporter_config import DEFAULT_BUCKETS, TargetGroup
 from trioping._exporter_metrics import HostSeries, render, snapshot
 
 
@@ -124,3 +124,26 @@ async def test_a_scrape_is_sent_as_it_is_made_not_held_whole(nursery: trio.Nurse
     assert bytes(sent).startswith(b"# HELP smokeping_requests_total")
     assert len(total) > 5
     assert peak < body / 2, (peak, body, held)  # held whole: more than the body
+
+
+async def test_a_reload_cancelled_after_resolving_still_applies_whole(nursery: trio.Nursery) -> None:
+    """A ``POST /-/reload`` whose client goes away is cancelled: half-applied, hosts were
+    dropped and the hosts replacing them never started (real pinging, on loopback)."""
+    exporter = Exporter(nursery, DEFAULT_BUCKETS, 0.5, 300.0)
+    await exporter.start_many([TargetGroup(hosts=("127.9.0.1", "127.9.0.2"), interval=0.05)])
+    resolve_all = exporter._resolve_all
+    scope = trio.CancelScope()
+
+    async def resolve_then_cancel(keys: list[TargetKey]) -> dict[TargetKey, str]:
+        found = await resolve_all(keys)
+        scope.cancel()  # as the client's disconnect would, once names are resolved
+        return found
+
+    exporter._resolve_all = resolve_then_cancel  # type: ignore[method-assign]
+    with scope:
+        await exporter.apply([TargetGroup(hosts=("127.9.0.2", "127.9.0.3"), interval=0.07)])
+    assert {key.host for key in exporter.targets} == {"127.9.0.2", "127.9.0.3"}
+    with trio.fail_after(10):
+        while not all(s.received for s in exporter.targets.values()):  # noqa: ASYNC110  (as a scrape polls)
+            await trio.sleep(0.02)
+    nursery.cancel_scope.cancel()

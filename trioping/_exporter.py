@@ -160,17 +160,20 @@ class Exporter:
             wanted = dict.fromkeys(keys)
             new = [key for key in wanted if key not in self.targets]
             addresses = await self._resolve_all(new)
-            dropped = [key for key in self.targets if key not in wanted]
-            self._refresh_transmitted()
-            leaving = {(k.host, k.source, k.tos, self.targets[k].ip): self.targets[k] for k in dropped}
-            for key in dropped:
-                self._drop(key)
-            for key in new:
-                moving = leaving.pop((key.host, key.source, key.tos, addresses[key]), None)
-                if moving is not None:
-                    moving.sent_base = moving.transmitted
-                await self._start(key, addresses[key], moving)
-            self.targets = {key: self.targets[key] for key in wanted}  # the configuration's order
+            # From here on, all or nothing: a reload cancelled half-way (its HTTP client gone)
+            # would leave hosts dropped and their successors never started.
+            with trio.CancelScope(shield=True):
+                dropped = [key for key in self.targets if key not in wanted]
+                self._refresh_transmitted()
+                leaving = {(k.host, k.source, k.tos, self.targets[k].ip): self.targets[k] for k in dropped}
+                for key in dropped:
+                    self._drop(key)
+                for key in new:
+                    moving = leaving.pop((key.host, key.source, key.tos, addresses[key]), None)
+                    if moving is not None:
+                        moving.sent_base = moving.transmitted
+                    await self._start(key, addresses[key], moving)
+                self.targets = {key: self.targets[key] for key in wanted}  # the configuration's order
 
     async def _resolve_all(self, keys: list[TargetKey]) -> dict[TargetKey, str]:
         found: dict[TargetKey, str] = {}
@@ -347,10 +350,11 @@ class Exporter:
                     except TriopingError:
                         continue  # keep probing the last address known
                     if self.targets.get(key) is series and address != series.ip:
-                        order = list(self.targets)
-                        self._drop(key)
-                        await self._start(key, address)
-                        self.targets = {k: self.targets[k] for k in order if k in self.targets}
+                        with trio.CancelScope(shield=True):  # not dropped without its successor
+                            order = list(self.targets)
+                            self._drop(key)
+                            await self._start(key, address)
+                            self.targets = {k: self.targets[k] for k in order if k in self.targets}
 
     # -- what a scrape reads ---------------------------------------------------------------------
 
