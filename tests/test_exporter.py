@@ -220,6 +220,31 @@ def test_smokeping_probers_own_example_file_loads(tmp_path: Path) -> None:
     assert (second.hosts, second.interval, second.tos, second.line) == (("127.0.0.2",), 0.25, 4, 10)
 
 
+@requires_raw
+def test_a_files_labels_are_on_its_hosts_series(tmp_path: Path) -> None:
+    """smokeping_prober's ``labels:`` (extra labels per target group): a file using them must
+    work unchanged, its labels on every series of the group's hosts."""
+    path = tmp_path / "labelled.yml"
+    path.write_text(
+        "targets:\n"
+        "- hosts: [127.0.0.1]\n"
+        "  interval: 50ms\n"
+        "  labels:\n"
+        "    site: 'ams \"1\"'\n"
+        "    tier: 2\n"
+        "- hosts: [127.0.0.2]\n"
+        "  interval: 50ms\n"
+    )
+    (first, second) = load_config(path)
+    assert first.labels == (("site", 'ams "1"'), ("tier", "2"))
+    assert second.labels == ()
+    with exporter(f"--config.file={path}") as running:
+        samples = wait_for(running, lambda s: series(s, "smokeping_requests_total", host="127.0.0.2") >= 3)
+        assert series(samples, "smokeping_requests_total", host="127.0.0.1", site='ams "1"', tier="2") >= 1
+        assert series(samples, "smokeping_response_duration_seconds_count", host="127.0.0.1", site='ams "1"') >= 0
+        assert_consistent(samples)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -232,6 +257,8 @@ def test_smokeping_probers_own_example_file_loads(tmp_path: Path) -> None:
         ("targets:\n- hosts: [127.0.0.1]\n  tos: 256\n", r":3: tos: must be a number from 0 to 255"),
         ("targets:\n- hosts: 127.0.0.1\n", r":2: hosts: must be a list"),
         ("targets:\n- hosts: [127.0.0.1\n", r"not valid YAML"),
+        ("targets:\n- hosts: [127.0.0.1]\n  labels: [a]\n", r":3: labels: must be a mapping"),
+        ("targets:\n- hosts: [127.0.0.1]\n  labels: {1x: a}\n", r":3: labels: '1x' is not a Prometheus label"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_key_and_line(tmp_path: Path, text: str, message: str) -> None:

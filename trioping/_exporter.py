@@ -78,11 +78,14 @@ class TargetKey:
     size: int
     network: str
     protocol: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def target_keys(groups: Sequence[TargetGroup]) -> list[TargetKey]:
     return [
-        TargetKey(host, g.source, g.tos, g.interval, g.size, g.network, g.protocol) for g in groups for host in g.hosts
+        TargetKey(host, g.source, g.tos, g.interval, g.size, g.network, g.protocol, g.labels)
+        for g in groups
+        for host in g.hosts
     ]
 
 
@@ -165,11 +168,11 @@ class Exporter:
             with trio.CancelScope(shield=True):
                 dropped = [key for key in self.targets if key not in wanted]
                 self._refresh_transmitted()
-                leaving = {(k.host, k.source, k.tos, self.targets[k].ip): self.targets[k] for k in dropped}
+                leaving = {(k.host, k.source, k.tos, k.labels, self.targets[k].ip): self.targets[k] for k in dropped}
                 for key in dropped:
                     self._drop(key)
                 for key in new:
-                    moving = leaving.pop((key.host, key.source, key.tos, addresses[key]), None)
+                    moving = leaving.pop((key.host, key.source, key.tos, key.labels, addresses[key]), None)
                     if moving is not None:
                         moving.sent_base = moving.transmitted
                     await self._start(key, addresses[key], moving)
@@ -203,7 +206,7 @@ class Exporter:
 
     async def _start(self, key: TargetKey, address: str, series: HostSeries | None = None) -> None:
         if series is None:
-            series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds))
+            series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds), key.labels)
         self.targets[key] = series
         monitor = await self._monitor(key)
         self._monitor_of[key] = monitor
@@ -287,7 +290,7 @@ class Exporter:
             pending: dict[int, tuple[_Monitor, list[str]]] = {}
             for key in dict.fromkeys(keys):
                 address = addresses[key]
-                series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds))
+                series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds), key.labels)
                 self.targets[key] = series
                 monitor = await self._monitor(key)
                 self._monitor_of[key] = monitor

@@ -66,7 +66,15 @@ class HostSeries:
         "up",
     )
 
-    def __init__(self, host: str, ip: str, source: str, tos: int, bucket_count: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        ip: str,
+        source: str,
+        tos: int,
+        bucket_count: int,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.host = host
         self.ip = ip
         self.source = source
@@ -75,7 +83,7 @@ class HostSeries:
         self.labels = (
             f'host="{escape_label_value(host)}",ip="{escape_label_value(ip)}",'
             f'source="{escape_label_value(source)}",tos="{tos}"'
-        )
+        ) + "".join(f',{name}="{escape_label_value(value)}"' for name, value in extra)
         self.buckets = [0] * (bucket_count + 1)  # per bucket, not cumulative; the last is +Inf
         self.rtt_sum = 0.0
         self.ttl = 0
