@@ -147,3 +147,23 @@ async def test_a_reload_cancelled_after_resolving_still_applies_whole(nursery: t
         while not all(s.received for s in exporter.targets.values()):  # noqa: ASYNC110  (as a scrape polls)
             await trio.sleep(0.02)
     nursery.cancel_scope.cancel()
+
+
+def test_one_host_twice_with_two_tos_values_makes_no_duplicate_series() -> None:
+    """A host may be listed twice with different source or tos (two series in smokeping's
+    families); trioping's own families must tell them apart too, or Prometheus keeps one
+    of the two samples and drops the other as a duplicate."""
+    low = HostSeries("127.9.0.1", "127.9.0.1", "", 0, len(DEFAULT_BUCKETS))
+    high = HostSeries("127.9.0.1", "127.9.0.1", "", 0x10, len(DEFAULT_BUCKETS))
+    low.late, high.late = 1, 2
+    low.invalid["truncated"] = high.invalid["truncated"] = 3
+    low.icmp_errors["host-unreachable"] = high.icmp_errors["host-unreachable"] = 4
+    text = b"".join(render(snapshot([low, high], len(DEFAULT_BUCKETS)), DEFAULT_BUCKETS)).decode()
+    seen: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        identity = line.rsplit(" ", 1)[0]
+        assert identity not in seen, identity
+        seen.add(identity)
+    assert 'trioping_late_replies_total{host="127.9.0.1",ip="127.9.0.1",source="",tos="16"} 2' in text

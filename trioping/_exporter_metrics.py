@@ -48,7 +48,6 @@ class HostSeries:
         "duplicates",
         "error",
         "host",
-        "host_ip",
         "icmp_errors",
         "invalid",
         "ip",
@@ -79,7 +78,6 @@ class HostSeries:
         self.ip = ip
         self.source = source
         self.tos = tos
-        self.host_ip = f'host="{escape_label_value(host)}",ip="{escape_label_value(ip)}"'
         self.labels = (
             f'host="{escape_label_value(host)}",ip="{escape_label_value(ip)}",'
             f'source="{escape_label_value(source)}",tos="{tos}"'
@@ -153,11 +151,10 @@ class Snapshot:
     the collector tracks.
     """
 
-    __slots__ = ("extras", "host_ips", "labels", "numbers", "stride")
+    __slots__ = ("extras", "labels", "numbers", "stride")
 
     def __init__(self, bucket_count: int) -> None:
         self.labels: list[str] = []
-        self.host_ips: list[str] = []
         self.numbers: list[float] = []
         """Per host: the :data:`_SCALARS` numbers, then its bucket counts (not cumulative)."""
         self.extras: dict[int, tuple[list[tuple[str, int]], list[tuple[str, int]]]] = {}
@@ -179,12 +176,11 @@ def snapshot(series: Iterable[HostSeries], bucket_count: int) -> Snapshot:
     """Copy every host's counts; called on the Trio thread, with no checkpoint inside, so the
     copy is one instant of the counts."""
     frozen = Snapshot(bucket_count)
-    add_labels, add_host_ip = frozen.labels.append, frozen.host_ips.append
+    add_labels = frozen.labels.append
     add, extend = frozen.numbers.append, frozen.numbers.extend
     extras = frozen.extras
     for index, s in enumerate(series):
         add_labels(s.labels)
-        add_host_ip(s.host_ip)
         add(s.transmitted)
         add(s.rtt_sum)
         add(s.ttl)
@@ -210,7 +206,7 @@ def render(frozen: Snapshot, bounds: Sequence[float]) -> Iterator[bytes]:
     10,000 hosts is 30 MB: made as it is sent, it never is in memory all at once."""
     out: list[str] = []
     append = out.append
-    numbers, labels_of, host_ips, stride = frozen.numbers, frozen.labels, frozen.host_ips, frozen.stride
+    numbers, labels_of, stride = frozen.numbers, frozen.labels, frozen.stride
     hosts = range(len(frozen))
 
     def chunk() -> bytes:
@@ -256,7 +252,7 @@ def render(frozen: Snapshot, bounds: Sequence[float]) -> Iterator[bytes]:
         "Valid replies that came after their probe had timed out (not counted as responses).",
     )
     for i in hosts:
-        append(f"trioping_late_replies_total{{{host_ips[i]}}} {numbers[i * stride + 5]}\n")
+        append(f"trioping_late_replies_total{{{labels_of[i]}}} {numbers[i * stride + 5]}\n")
         if len(out) >= _CHUNK_LINES:
             yield chunk()
     extras = sorted(frozen.extras.items())
@@ -268,7 +264,7 @@ def render(frozen: Snapshot, bounds: Sequence[float]) -> Iterator[bytes]:
     )
     for i, (invalid, _) in extras:
         for reason, n in invalid:
-            append(f'trioping_invalid_replies_total{{{host_ips[i]},reason="{reason}"}} {n}\n')
+            append(f'trioping_invalid_replies_total{{{labels_of[i]},reason="{reason}"}} {n}\n')
         if len(out) >= _CHUNK_LINES:
             yield chunk()
     _family(
@@ -279,7 +275,7 @@ def render(frozen: Snapshot, bounds: Sequence[float]) -> Iterator[bytes]:
     )
     for i, (_, icmp_errors) in extras:
         for kind, n in icmp_errors:
-            append(f'trioping_icmp_errors_total{{{host_ips[i]},kind="{kind}"}} {n}\n')
+            append(f'trioping_icmp_errors_total{{{labels_of[i]},kind="{kind}"}} {n}\n')
         if len(out) >= _CHUNK_LINES:
             yield chunk()
     yield chunk()
