@@ -509,8 +509,16 @@ class Fanout:
         host.transmitted = index + 1
         self._sent += 1
         if plan.count is None or index + 1 < plan.count:
+            interval = plan.interval
+            due = host.first_at + (index + 1) * interval
+            if plan.count is None and due < now - interval:
+                # A monitor a whole interval behind (a suspended process, a stalled loop) skips
+                # the slots it missed, keeping its phase, instead of sending them all at once.
+                skipped = math.floor((now - due) / interval)
+                host.first_at += skipped * interval
+                due += skipped * interval
             self._order += 1
-            heapq.heappush(self._repeats, (host.first_at + (index + 1) * plan.interval, self._order, host))
+            heapq.heappush(self._repeats, (due, self._order, host))
         return True
 
 
