@@ -167,3 +167,14 @@ def test_one_host_twice_with_two_tos_values_makes_no_duplicate_series() -> None:
         assert identity not in seen, identity
         seen.add(identity)
     assert 'trioping_late_replies_total{host="127.9.0.1",ip="127.9.0.1",source="",tos="16"} 2' in text
+
+
+async def test_a_monitor_has_room_for_every_silent_hosts_probes_in_flight(nursery: trio.Nursery) -> None:
+    """A silent host has ``timeout / interval`` probes waiting at any time, and a monitor
+    stops sending when its buffer is full of them: 10,000 hosts silent with a 10 s timeout
+    (an outage upstream) held back every host's probes, the live ones' too."""
+    exporter = Exporter(nursery, DEFAULT_BUCKETS, 10.0, 300.0)
+    await exporter.start_many([TargetGroup(hosts=("127.9.0.1",), interval=1.0)])
+    (monitor,) = exporter._monitors.values()
+    assert monitor.batch.plan.buffer >= 65536 * 11
+    nursery.cancel_scope.cancel()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import errno
 import html
+import math
 import signal
 import sys
 import time
@@ -56,6 +57,11 @@ _SPREAD_ABOVE = 64
 (which repeat from their first send) do not all leave in the same millisecond forever."""
 _SPREAD_STEPS = 50
 _RESOLVE_CONCURRENCY = 32
+_MONITOR_HOSTS = 65536
+"""Silent hosts a monitor keeps probing on time.  A monitor's buffer counts its probes in
+flight, and a silent host has ``timeout / interval`` of them waiting at any time: with the
+library's default buffer, 10,000 hosts going silent at once with ``--ping.timeout=10s``
+(an upstream outage, just when the exporter matters) held every host's sending back."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -241,7 +247,14 @@ class Exporter:
         assert slot.pinger is not None
         timeout = self._timeout if self._timeout is not None else max(2.0, key.interval)
         batch = await slot.pinger.start_fanout(
-            self._nursery, [], count=None, interval=key.interval, rate=None, timeout=timeout, size=key.size
+            self._nursery,
+            [],
+            count=None,
+            interval=key.interval,
+            rate=None,
+            timeout=timeout,
+            size=key.size,
+            buffer=_MONITOR_HOSTS * (math.ceil(timeout / key.interval) + 1),
         )
         monitor = _Monitor(slot, key.interval, key.size, batch)
         slot.monitors += 1
