@@ -178,3 +178,29 @@ async def test_a_monitor_has_room_for_every_silent_hosts_probes_in_flight(nurser
     (monitor,) = exporter._monitors.values()
     assert monitor.batch.plan.buffer >= 65536 * 11
     nursery.cancel_scope.cancel()
+
+
+async def test_hosts_added_by_a_reload_are_spread_over_their_interval(nursery: trio.Nursery) -> None:
+    """Hosts a reload adds all at once first probe over one interval, as at start-up: all
+    added in the same instant, their probes would leave (and their replies come back, into
+    one receive buffer) in the same millisecond of every interval, forever."""
+    exporter = Exporter(nursery, DEFAULT_BUCKETS, 0.5, 300.0)
+    await exporter.start_many([TargetGroup(hosts=("127.9.0.1",), interval=1.0)])
+    many = tuple(f"127.9.1.{i}" for i in range(1, 201))
+    await exporter.apply([TargetGroup(hosts=("127.9.0.1", *many), interval=1.0)])
+    (monitor,) = exporter._monitors.values()
+    for _ in range(10):  # every task the reload started runs its first step
+        await trio.lowlevel.checkpoint()
+    assert 1 < len(monitor.added) < 20, len(monitor.added)  # a 50th of them a step, not all at once
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_stop_right_after_a_start_is_clean() -> None:
+    """SIGTERM just after start-up (or a reload) cancels tasks that were about to add hosts to
+    a monitor whose own tasks were already winding down: that was a RuntimeError ("Nursery
+    is closed to new arrivals") and a traceback at exit."""
+    for _ in range(5):
+        async with trio.open_nursery() as nursery:
+            exporter = Exporter(nursery, DEFAULT_BUCKETS, 0.5, 300.0)
+            await exporter.start_many([TargetGroup(hosts=("127.9.0.1", "127.9.0.2"), interval=1.0)])
+            nursery.cancel_scope.cancel()

@@ -177,11 +177,15 @@ class Exporter:
                 leaving = {(k.host, k.source, k.tos, k.labels, self.targets[k].ip): self.targets[k] for k in dropped}
                 for key in dropped:
                     self._drop(key)
+                pending: dict[int, tuple[_Monitor, list[str]]] = {}
                 for key in new:
                     moving = leaving.pop((key.host, key.source, key.tos, key.labels, addresses[key]), None)
                     if moving is not None:
                         moving.sent_base = moving.transmitted
-                    await self._start(key, addresses[key], moving)
+                    monitor = await self._start(key, addresses[key], moving, spread=False)
+                    pending.setdefault(id(monitor), (monitor, []))[1].append(addresses[key])
+                for monitor, monitor_addresses in pending.values():  # many hosts added at once: spread
+                    self._nursery.start_soon(self._spread, monitor, list(dict.fromkeys(monitor_addresses)))
                 self.targets = {key: self.targets[key] for key in wanted}  # the configuration's order
 
     async def _resolve_all(self, keys: list[TargetKey]) -> dict[TargetKey, str]:
@@ -210,14 +214,18 @@ class Exporter:
             raise ConfigError(f"cannot resolve {failures[0]}{more}")
         return found
 
-    async def _start(self, key: TargetKey, address: str, series: HostSeries | None = None) -> None:
+    async def _start(
+        self, key: TargetKey, address: str, series: HostSeries | None = None, *, spread: bool = True
+    ) -> _Monitor:
         if series is None:
             series = HostSeries(key.host, address, key.source, key.tos, len(self.bounds), key.labels)
         self.targets[key] = series
         monitor = await self._monitor(key)
         self._monitor_of[key] = monitor
         monitor.by_address.setdefault(address, []).append(series)
-        self._nursery.start_soon(self._spread, monitor, [address])
+        if spread:
+            self._nursery.start_soon(self._spread, monitor, [address])
+        return monitor
 
     def _drop(self, key: TargetKey) -> None:
         series = self.targets.pop(key)
@@ -287,8 +295,11 @@ class Exporter:
                 return
             for address in addresses[step * per_step : (step + 1) * per_step]:
                 if address in monitor.by_address and address not in monitor.added:
+                    try:
+                        monitor.batch.add(address)
+                    except trio.ClosedResourceError:
+                        return  # stopping (or the monitor closed): nothing left to add to
                     monitor.added.add(address)
-                    monitor.batch.add(address)
             if step + 1 < steps:
                 await trio.sleep(monitor.interval / steps)
 
