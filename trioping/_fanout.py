@@ -304,7 +304,10 @@ class Fanout:
             raise InvalidArgumentError("hosts are added to a batch made with count=None (a monitor) only")
         if self._nursery is None or self.finished:
             raise trio.ClosedResourceError("this batch is not running")
-        self._nursery.start_soon(self._admission.admit, host, self._nursery)
+        try:
+            self._nursery.start_soon(self._admission.admit, host, self._nursery)
+        except RuntimeError:  # cancelled and winding down: its nursery takes no more tasks
+            raise trio.ClosedResourceError("this batch is not running") from None
 
     def remove(self, host: Host) -> int:
         """Stop pinging *host* (as it was given; every occurrence), forget its probes and its
