@@ -3,6 +3,7 @@ its block ends, with hosts added and removed while it runs, in constant memory."
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 
@@ -115,8 +116,9 @@ async def test_a_monitor_that_stalled_skips_the_probes_it_missed_rather_than_bur
             while batch.progress.sent < 2:  # noqa: ASYNC110  (the schedule is what is watched)
                 await trio.sleep(0.005)
         time.sleep(0.3)  # noqa: ASYNC251  (the point: the whole loop stalls for 15 intervals)
-        before = batch.progress.sent
+        before, resumed = batch.progress.sent, trio.current_time()
         for _ in range(20):  # every send the engine wants to make now, not later
             await trio.lowlevel.checkpoint()
         burst = batch.progress.sent - before
-    assert burst <= 2, burst
+        due_meanwhile = math.ceil((trio.current_time() - resumed) / 0.02)  # a loaded machine's slow checkpoints
+    assert burst <= 2 + due_meanwhile, (burst, due_meanwhile)  # the slot due now and one caught up, no more
