@@ -220,6 +220,31 @@ def test_smokeping_probers_own_example_file_loads(tmp_path: Path) -> None:
     assert (second.hosts, second.interval, second.tos, second.line) == (("127.0.0.2",), 0.25, 4, 10)
 
 
+@requires_raw
+def test_a_files_labels_are_on_its_hosts_series(tmp_path: Path) -> None:
+    """smokeping_prober's ``labels:`` (extra labels per target group): a file using them must
+    work unchanged, its labels on every series of the group's hosts."""
+    path = tmp_path / "labelled.yml"
+    path.write_text(
+        "targets:\n"
+        "- hosts: [127.0.0.1]\n"
+        "  interval: 50ms\n"
+        "  labels:\n"
+        "    site: 'ams \"1\"'\n"
+        "    tier: 2\n"
+        "- hosts: [127.0.0.2]\n"
+        "  interval: 50ms\n"
+    )
+    (first, second) = load_config(path)
+    assert first.labels == (("site", 'ams "1"'), ("tier", "2"))
+    assert second.labels == ()
+    with exporter(f"--config.file={path}") as running:
+        samples = wait_for(running, lambda s: series(s, "smokeping_requests_total", host="127.0.0.2") >= 3)
+        assert series(samples, "smokeping_requests_total", host="127.0.0.1", site='ams "1"', tier="2") >= 1
+        assert series(samples, "smokeping_response_duration_seconds_count", host="127.0.0.1", site='ams "1"') >= 0
+        assert_consistent(samples)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -232,6 +257,8 @@ def test_smokeping_probers_own_example_file_loads(tmp_path: Path) -> None:
         ("targets:\n- hosts: [127.0.0.1]\n  tos: 256\n", r":3: tos: must be a number from 0 to 255"),
         ("targets:\n- hosts: 127.0.0.1\n", r":2: hosts: must be a list"),
         ("targets:\n- hosts: [127.0.0.1\n", r"not valid YAML"),
+        ("targets:\n- hosts: [127.0.0.1]\n  labels: [a]\n", r":3: labels: must be a mapping"),
+        ("targets:\n- hosts: [127.0.0.1]\n  labels: {1x: a}\n", r":3: labels: '1x' is not a Prometheus label"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_key_and_line(tmp_path: Path, text: str, message: str) -> None:
@@ -560,8 +587,13 @@ async def test_a_name_whose_address_changes_gets_a_new_ip_series(monkeypatch: py
         exporter = exporter_module.Exporter(nursery, (0.001, 0.01), 0.5, resolve_every=0.05)
         await exporter.start_many([TargetGroup(hosts=("moving.test", "127.5.0.9"), interval=0.02)])
         nursery.start_soon(exporter.reresolve_forever)
-        await trio.sleep(0.2)
+        with trio.fail_after(10):  # answered at its first address (a condition, not a sleep)
+            while not all(s.received for s in exporter.targets.values()):  # noqa: ASYNC110
+                await trio.sleep(0.02)
         before = {s.host: (s.ip, s.received) for s in exporter.targets.values()}
+        first = exporter.freeze()
+        kept_sent = first.transmitted(first.labels.index('host="127.5.0.9",ip="127.5.0.9",source="",tos="0"'))
+        assert kept_sent > 0
         assert before["moving.test"][0] == "127.5.0.1"
         assert before["moving.test"][1] > 0
         answers["moving.test"] = "127.5.0.2"
@@ -573,12 +605,13 @@ async def test_a_name_whose_address_changes_gets_a_new_ip_series(monkeypatch: py
         with trio.fail_after(10):
             while not moved_and_answered():  # noqa: ASYNC110  (polling the exporter's state, as a scrape would)
                 await trio.sleep(0.02)
-        frozen = {f.labels: f for f in exporter.freeze()}
-        assert [labels for labels in frozen if "moving.test" in labels] == [
+        frozen = exporter.freeze()
+        at = {labels: index for index, labels in enumerate(frozen.labels)}
+        assert [labels for labels in at if "moving.test" in labels] == [
             'host="moving.test",ip="127.5.0.2",source="",tos="0"'
         ]
-        moved = frozen['host="moving.test",ip="127.5.0.2",source="",tos="0"']
-        assert 0 < sum(moved.buckets) <= moved.transmitted
-        kept = frozen['host="127.5.0.9",ip="127.5.0.9",source="",tos="0"']
-        assert kept.transmitted > 10
+        moved = at['host="moving.test",ip="127.5.0.2",source="",tos="0"']
+        assert 0 < sum(frozen.buckets(moved)) <= frozen.transmitted(moved)
+        kept = at['host="127.5.0.9",ip="127.5.0.9",source="",tos="0"']
+        assert frozen.transmitted(kept) > kept_sent  # the other host went on meanwhile
         nursery.cancel_scope.cancel()

@@ -5,7 +5,6 @@ and a reload while it scrapes resets no counter of a kept host."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +56,10 @@ def test_prometheus_reads_loss_and_median_rtt(
         prometheus.wait_for(
             'smokeping_requests_total{host="127.0.0.2"}', lambda r: len(r) == 1 and float(r[0]["value"][1]) > 0
         )
-        time.sleep(2)  # two more scrapes of the kept hosts after the reload
+        prometheus.wait_for(  # two more scrapes of the kept hosts after the reload (condition, not a sleep)
+            'count_over_time(smokeping_requests_total{host="127.0.0.2"}[1m])',
+            lambda r: len(r) == 1 and float(r[0]["value"][1]) >= 3,
+        )
         for name in ("smokeping_requests_total", "smokeping_response_duration_seconds_count"):
             resets = values(prometheus.query(f"resets({name}[1m])"), "host")
             assert resets[delayed] == 0

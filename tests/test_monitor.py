@@ -3,6 +3,8 @@ its block ends, with hosts added and removed while it runs, in constant memory."
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
 
 import trio
@@ -100,3 +102,23 @@ async def test_a_monitor_keeps_its_tables_small() -> None:
         sizes = [len(t.table.probes) for t in pinger._transports.values()]
     assert batch.progress.sent > 500
     assert max(sizes) < 2 / 0.005 * (0.05 + 1.0) + 50
+
+
+async def test_a_monitor_that_stalled_skips_the_probes_it_missed_rather_than_bursting_them() -> None:
+    """A monitor stopped for many intervals (a suspended process, a paused VM, a loop held
+    up) resumes on its schedule, without sending every missed probe at once: after a
+    minute's pause, 10,000 hosts at 1/s would otherwise get 600,000 probes in a burst."""
+    async with (
+        trioping.open_pinger() as pinger,
+        pinger.fanout(["127.4.0.9"], count=None, interval=0.02, timeout=0.5) as batch,
+    ):
+        with trio.fail_after(5):
+            while batch.progress.sent < 2:  # noqa: ASYNC110  (the schedule is what is watched)
+                await trio.sleep(0.005)
+        time.sleep(0.3)  # noqa: ASYNC251  (the point: the whole loop stalls for 15 intervals)
+        before, resumed = batch.progress.sent, trio.current_time()
+        for _ in range(20):  # every send the engine wants to make now, not later
+            await trio.lowlevel.checkpoint()
+        burst = batch.progress.sent - before
+        due_meanwhile = math.ceil((trio.current_time() - resumed) / 0.02)  # a loaded machine's slow checkpoints
+    assert burst <= 2 + due_meanwhile, (burst, due_meanwhile)  # the slot due now and one caught up, no more

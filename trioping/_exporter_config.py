@@ -26,7 +26,9 @@ DEFAULT_BUCKETS = tuple(5e-05 * 2**i for i in range(20))
 NETWORKS = ("ip", "ip4", "ip6")
 PROTOCOLS = ("icmp", "udp")
 """``icmp``: raw sockets (privileged); ``udp``: ICMP datagram sockets, as pro-bing names them."""
-_GROUP_KEYS = ("hosts", "host", "interval", "network", "protocol", "size", "source", "tos")
+_GROUP_KEYS = ("hosts", "host", "interval", "labels", "network", "protocol", "size", "source", "tos")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_OWN_LABELS = ("host", "ip", "source", "tos")
 _MIN_SIZE, _MAX_SIZE = 24, 65535
 
 
@@ -97,6 +99,8 @@ class TargetGroup:
     size: int = 56
     source: str = ""
     tos: int = 0
+    labels: tuple[tuple[str, str], ...] = ()
+    """smokeping_prober's ``labels:``: extra labels on every series of the group's hosts."""
     line: int = 0
     host_lines: tuple[int, ...] = ()
 
@@ -192,6 +196,21 @@ def _group(path: str, loader: yaml.SafeLoader, node: yaml.Node) -> TargetGroup:
         if isinstance(tos, bool) or not isinstance(tos, int) or not 0 <= tos <= 255:
             raise bad("tos", "must be a number from 0 to 255 (decimal, 0x hex or 0b binary)")
         group["tos"] = tos
+    if "labels" in values:
+        labels = values["labels"]
+        if labels is None:
+            labels = {}
+        if not isinstance(labels, dict):
+            raise bad("labels", "must be a mapping of label names to values")
+        extra: dict[str, str] = {}
+        for name, value in labels.items():
+            if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+                raise bad("labels", f"{name!r} is not a Prometheus label name")
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise bad("labels", f"the value of {name!r} must be a string")
+            if name not in _OWN_LABELS:  # smokeping_prober's own labels win, as there
+                extra[name] = str(value)
+        group["labels"] = tuple(sorted(extra.items()))
     return TargetGroup(hosts=tuple(hosts), line=node.start_mark.line + 1, host_lines=tuple(host_lines), **group)
 
 

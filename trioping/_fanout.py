@@ -304,7 +304,10 @@ class Fanout:
             raise InvalidArgumentError("hosts are added to a batch made with count=None (a monitor) only")
         if self._nursery is None or self.finished:
             raise trio.ClosedResourceError("this batch is not running")
-        self._nursery.start_soon(self._admission.admit, host, self._nursery)
+        try:
+            self._nursery.start_soon(self._admission.admit, host, self._nursery)
+        except RuntimeError:  # cancelled and winding down: its nursery takes no more tasks
+            raise trio.ClosedResourceError("this batch is not running") from None
 
     def remove(self, host: Host) -> int:
         """Stop pinging *host* (as it was given; every occurrence), forget its probes and its
@@ -515,8 +518,16 @@ class Fanout:
         host.transmitted = index + 1
         self._sent += 1
         if plan.count is None or index + 1 < plan.count:
+            interval = plan.interval
+            due = host.first_at + (index + 1) * interval
+            if plan.count is None and due < now - interval:
+                # A monitor a whole interval behind (a suspended process, a stalled loop) skips
+                # the slots it missed, keeping its phase, instead of sending them all at once.
+                skipped = math.floor((now - due) / interval)
+                host.first_at += skipped * interval
+                due += skipped * interval
             self._order += 1
-            heapq.heappush(self._repeats, (host.first_at + (index + 1) * plan.interval, self._order, host))
+            heapq.heappush(self._repeats, (due, self._order, host))
         return True
 
 

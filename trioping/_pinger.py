@@ -107,8 +107,12 @@ class Pinger:
         if transport is None:
             sock = self._open_socket(family)
             transport = Transport(sock, self.token)
+            try:
+                self._nursery.start_soon(transport.receive_forever, name=f"trioping receiver v{family.value}")
+            except RuntimeError:  # cancelled and winding down: its block is about to close
+                sock.close()
+                raise PingerClosedError("this pinger is closing: use it inside its open_pinger() block") from None
             self._transports[family] = transport
-            self._nursery.start_soon(transport.receive_forever, name=f"trioping receiver v{family.value}")
         return transport
 
     def _open_socket(self, family: Family) -> IcmpSocket:
