@@ -37,7 +37,7 @@ from ._cli_common import (
     run_interruptibly,
 )
 from ._errors import TriopingError
-from ._options import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, check_seconds
+from ._options import DEFAULT_INTERVAL, DEFAULT_RATE, DEFAULT_TIMEOUT, check_seconds
 from ._packet import DEFAULT_SIZE, Family
 from ._pinger import open_pinger
 from ._resolve import resolve
@@ -246,7 +246,7 @@ def _command(
             metavar="PPS",
             help="Several hosts: probes per second in all, 0 for no limit.",
         ),
-    ] = 1000.0,
+    ] = DEFAULT_RATE,
     max_targets: Annotated[
         int,
         typer.Option(
@@ -283,6 +283,23 @@ def _command(
             raise UsageError("-T and --mtr are two modes: give one")
         if files or generate or alive or unreachable or timestamps or outstanding:
             raise UsageError("-T and --mtr trace one HOST: -f, -g, -a, -u, -D and -O do not apply")
+        # Refused rather than ignored: a user who asks for -t 5 or -w 10 expects them to act.
+        unused = [
+            flag
+            for flag, given in (
+                ("-c", count is not None and not mtr),
+                ("-i", interval != DEFAULT_INTERVAL and not mtr),
+                ("-w", deadline is not None),
+                ("-t", ttl is not None),
+                ("-q", quiet),
+                ("-M", pmtu is not None),
+                ("--rate", rate != DEFAULT_RATE),
+                ("--max-targets", max_targets != DEFAULT_MAX_TARGETS),
+            )
+            if given
+        ]
+        if unused:
+            raise UsageError(f"{'--mtr' if mtr else '-T'} does not take {', '.join(unused)}")
         # Imported here: ping's start-up does without it.
         from . import _cli_trace as trc
 
