@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from ._errors import PingerClosedError
-from ._names import NameBook
+from ._names import NameBook, NamesOf
 from ._options import check_count, check_positive, check_seconds
 from ._packet import Family
 from ._resolve import resolve
@@ -153,7 +153,7 @@ def _went_on(hop: Hop) -> bool:
     return any(isinstance(result, IcmpError) and in_transit(result) for result in hop.results)
 
 
-class Mtr:
+class Mtr(NamesOf):
     """Repeated traces to one host; ``async for report in mtr`` yields an
     :class:`MtrReport` each time a round completes, and ends after *count* rounds (never,
     with ``count=None``, until its block ends).  :attr:`report` is the latest at any time.
@@ -206,17 +206,6 @@ class Mtr:
     async def aclose(self) -> None:
         self._stop()
         await trio.lowlevel.checkpoint()
-
-    def name(self, address: str) -> str | None:
-        """The reverse name of *address*, if looked up and found (``names=True``)."""
-        return None if self._names is None else self._names.name(address)
-
-    async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
-        """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is None:
-            await trio.lowlevel.checkpoint()
-        else:
-            await self._names.wait_for(addresses, deadline)
 
     def _add(self, hop: Hop) -> None:
         figures = self._hops.get(hop.ttl)

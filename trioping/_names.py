@@ -68,4 +68,22 @@ class NameBook:
             self._events[address].set()
 
 
-__all__ = ["NameBook"]
+class NamesOf:
+    """The reverse-name side shared by a trace and an mtr run, whose ``_names`` is a
+    :class:`NameBook` with ``names=True`` and None without."""
+
+    _names: NameBook | None
+
+    def name(self, address: str) -> str | None:
+        """The reverse name of *address*, if looked up and found (``names=True``)."""
+        return None if self._names is None else self._names.name(address)
+
+    async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
+        """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
+        if self._names is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._names.wait_for(addresses, deadline)
+
+
+__all__ = ["NameBook", "NamesOf"]

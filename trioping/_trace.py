@@ -22,7 +22,7 @@ from typing import cast
 import trio
 
 from ._errors import InvalidArgumentError
-from ._names import NameBook
+from ._names import NameBook, NamesOf
 from ._options import check_positive, check_seconds
 from ._packet import Family, validate_size
 from ._resolve import Host, parse_family, resolve
@@ -162,7 +162,7 @@ def trace_plan(
     )
 
 
-class Trace:
+class Trace(NamesOf):
     """The hops to one host, in order; ``async for hop in trace`` yields each :class:`Hop`
     once all its probes have a verdict, and ends after the final hop (the target reached,
     an unreachable) or at ``max_hops``.
@@ -224,17 +224,6 @@ class Trace:
         """Stop probing and forget this trace's probes."""
         self._stop()
         await trio.lowlevel.checkpoint()
-
-    def name(self, address: str) -> str | None:
-        """The reverse name of *address*, if looked up and found (``names=True``)."""
-        return None if self._names is None else self._names.name(address)
-
-    async def wait_for_names(self, addresses: tuple[str, ...] | list[str], deadline: float) -> None:
-        """Wait until the names of *addresses* are looked up, or until *deadline* (a Trio time)."""
-        if self._names is None:
-            await trio.lowlevel.checkpoint()
-        else:
-            await self._names.wait_for(addresses, deadline)
 
     # -- the receiver's side -----------------------------------------------------------------
 
