@@ -22,7 +22,6 @@ from ._format import send_error_text
 from ._mtr import Mtr, MtrHop, MtrReport
 from ._packet import Family
 from ._pinger import open_pinger
-from ._resolve import resolve
 from ._results import IcmpError, IcmpErrorKind, Reply, SendError, Timeout
 from ._trace import Hop, HopResult, Trace, in_transit
 
@@ -181,15 +180,18 @@ async def _traceroute(options: TraceOptions, out: Writer, run_scope: trio.Cancel
                 family=options.family,
                 names=options.names,
             )
-            address, family = await resolve(options.host, options.family)
-            pinger.socket_kind(family)  # a permission error before any output
-            if not options.json_output:
-                out(
-                    f"traceroute to {options.host} ({address}), {options.max_hops} hops max, "
-                    f"{_packet_bytes(options.size, family)} byte packets"
-                )
             warned: set[str] = set()
+            # Entering resolves the host and opens its socket: a name or permission error
+            # comes before any output, and the header shows the address the trace probes.
             async with context as trace:
+                address, family = trace.address, trace.family
+                assert address is not None
+                assert family is not None
+                if not options.json_output:
+                    out(
+                        f"traceroute to {options.host} ({address}), {options.max_hops} hops max, "
+                        f"{_packet_bytes(options.size, family)} byte packets"
+                    )
                 async for hop in trace:
                     for result in hop.results:
                         if isinstance(result, SendError) and result.message not in warned:
@@ -322,8 +324,6 @@ async def _mtr(options: TraceOptions, out: Writer, run_scope: trio.CancelScope) 
             family=options.family,
             names=options.names,
         )
-        _address, family = await resolve(options.host, options.family)
-        pinger.socket_kind(family)
         start = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with run_scope:
             async with context as run:
