@@ -11,6 +11,9 @@ loss*.  Each tool runs in a fresh process; its peak RSS comes from ``wait4``.  T
 * trioping library: ``Pinger.fanout(rate=None, timeout=0.5)``, timed inside the process
   from the call to the last result (no interpreter start-up), as icmplib's
   ``async_multiping(timeout=0.5)`` is.
+* trioping library, RX only: the same with ``tx_timestamps=False`` -- probes timed from the
+  clock read before the send to the kernel's receive stamp, as fping times them -- to show
+  what the kernel's transmit stamps cost (an error-queue read and its decoding a probe).
 * trioping CLI: ``trioping -f FILE -c 1 -W 0.5 --rate 0 -q``, wall time of the process.
 * fping: ``fping -c1 -t500 -i0 -q -f FILE``, wall time of the process (fping refuses more
   than 65,535 hosts).
@@ -51,7 +54,7 @@ TIMEOUT_S = 0.5
 FPING_LIMIT = 65535
 CLI_GOALS = {10000: 2.0, 60000: 1.2}
 """The command's time / fping's time to meet, by number of hosts."""
-TOOLS = ("library", "cli", "fping-command", "fping", "icmplib")
+TOOLS = ("library", "library-rx", "cli", "fping-command", "fping", "icmplib")
 
 LIBRARY_RUN = """
 import json, sys, time
@@ -62,7 +65,8 @@ async def main():
     async with trioping.open_pinger() as pinger:
         pinger.socket_kind(4)  # open the socket first: not part of the figure
         start = time.perf_counter()
-        async with pinger.fanout(targets, rate=None, timeout=float(sys.argv[2])) as batch:
+        tx = sys.argv[3] == "tx"
+        async with pinger.fanout(targets, rate=None, timeout=float(sys.argv[2]), tx_timestamps=tx) as batch:
             async for _ in batch:  # the batch form: one checkpoint per wake-up, as the CLI reads
                 while True:
                     try:
@@ -141,8 +145,8 @@ def best(figures: list[Figure]) -> Figure:
     return chosen
 
 
-def bench_library(path: str) -> Figure:
-    argv = [sys.executable, "-c", LIBRARY_RUN, path, str(TIMEOUT_S)]
+def bench_library(path: str, stamps: str = "tx") -> Figure:
+    argv = [sys.executable, "-c", LIBRARY_RUN, path, str(TIMEOUT_S), stamps]
     _wall, rss, out, err, status = run_measured(argv, env=python_env())
     if status != 0:
         return Figure(note=f"failed: {err.strip()[-200:]}")
@@ -276,6 +280,7 @@ def main() -> int:
             Path(path).write_text("\n".join(loopback_targets(size)) + "\n")
             runs: dict[str, list[Figure]] = {
                 "trioping library": [],
+                "library, RX only": [],
                 "trioping CLI": [],
                 "trioping-fping": [],
                 "fping": [],
@@ -284,6 +289,8 @@ def main() -> int:
             for _ in range(args.repeat):
                 if "library" in args.only:
                     runs["trioping library"].append(bench_library(path))
+                if "library-rx" in args.only:
+                    runs["library, RX only"].append(bench_library(path, "rx"))
                 if "cli" in args.only:
                     runs["trioping CLI"].append(bench_cli(path, size))
                 if "fping-command" in args.only:
@@ -302,6 +309,9 @@ def main() -> int:
             parts = [f"{size:>7}:"]
             if library and fping:
                 parts.append(f"library/fping {ratio(library, fping)}")
+            rx_only = results.get("library, RX only")
+            if library and rx_only:
+                parts.append(f"library RX only/with TX stamps {ratio(rx_only, library)}")
             for name, goals in (("trioping CLI", CLI_GOALS), ("trioping-fping", FPING_COMMAND_GOALS)):
                 command = results.get(name)
                 if command and fping:
