@@ -414,7 +414,8 @@ def _check_combination(opts: FpingOptions, operands: list[str]) -> None:
 
 def generate(operands: list[str], limit_range: int = MAX_GENERATE, limit_cidr: int = MAX_CIDR_ADDRESSES) -> list[str]:
     """The targets of ``-g``: IPv4 only, as fping 5.1.  A prefix drops its network and
-    broadcast addresses below /31; a range is inclusive (empty if it runs backwards)."""
+    broadcast addresses below /31; a range is inclusive.  A range that runs backwards is
+    refused in one line (fping 5.1 pings nothing and exits 1 silently)."""
     if len(operands) == 1:
         spec = operands[0]
         address, slash, mask_text = spec.partition("/")
@@ -434,6 +435,11 @@ def generate(operands: list[str], limit_range: int = MAX_GENERATE, limit_cidr: i
             )
     else:
         start, last = _ipv4_number(operands[0]), _ipv4_number(operands[1])
+        if last < start:  # fping generates nothing and exits 1 without a word
+            raise FpingExit(
+                f"{PROG}: -g {operands[0]} {operands[1]}: the range is empty (its start comes after its end)",
+                EXIT_USAGE,
+            )
         if last > start + limit_range:
             raise FpingExit(
                 f"{PROG}: -g parameter generates too many addresses (more than {limit_range + 1})", EXIT_USAGE
