@@ -214,7 +214,12 @@ def _command(
         bool, typer.Option("-O", help="One host only: say when a probe is still unanswered as the next is sent.")
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="One host only: one JSON object per line, each result, then the summary.")
+        bool,
+        typer.Option(
+            "--json",
+            help="One host only: one JSON object per line, each result, then the summary; "
+            "with -T a line per hop, then the trace; with --mtr, mtr's JSON.",
+        ),
     ] = False,
     ipv4: Annotated[bool, typer.Option("-4", help="IPv4 only.")] = False,
     ipv6: Annotated[bool, typer.Option("-6", help="IPv6 only.")] = False,
