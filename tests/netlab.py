@@ -278,6 +278,19 @@ def _ns_batch(ns: str) -> str:
     return "\n".join(cmds) + "\n"
 
 
+_UNREACHABLE_V4_RULES: Final = (
+    "table ip tping_unreachable {\n chain pre {\n  type filter hook prerouting priority 0; policy accept;\n"
+    "  ip daddr 198.18.4.0/24 reject with icmp type host-unreachable\n }\n}\n"
+)
+"""The router's IPv4 answer for 198.18.4.0/24, given before its ``unreachable`` route is
+consulted: the kernel answers for such a route from ``ip_error``, which allows a source 5
+errors, then one a second (``net.ipv4.route.error_cost`` / ``error_burst``: host-wide, not
+ours to change), so a test that followed another one's unreachables by under a second lost
+its own.  A reject rule is limited only by the namespace's ``icmp_ratelimit`` (off); it
+sends the same type 3 code 1.  Without ``nft`` the route answers, as before.  IPv6 routes
+have no such limiter."""
+
+
 def _root_batch() -> str:
     link = _UPLINK
     return (
@@ -383,6 +396,9 @@ def build_lab() -> NetLab:
             raise RuntimeError("configuring lab namespaces failed:\n" + "\n".join(errors))
 
         _run([ip, "-batch", "-"], _root_batch())
+        nft = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+        if nft is not None:
+            _run([ip, "netns", "exec", ROUTER_NS, nft, "-f", "-"], _UNREACHABLE_V4_RULES)
         lab = NetLab()
         _wait_until_forwarding(lab)
         return lab
