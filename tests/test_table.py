@@ -135,6 +135,31 @@ def test_an_icmp_error_is_matched_by_the_request_it_quotes_and_counts_once() -> 
     assert table.expire(1.0) == []  # it has its verdict
 
 
+def advice_for(request: bytes, icmp_type: int) -> bytes:
+    """A redirect (type 5, code 1: "redirect for host", naming a gateway) or a source quench
+    (type 4) quoting *request*."""
+    quoted = ipv4(request, source="198.18.1.1", destination=TARGET, ttl=63)[:28]
+    code, gateway = (1, socket.inet_aton("198.18.1.3")) if icmp_type == 5 else (0, bytes(4))
+    message = bytes([icmp_type, code, 0, 0]) + gateway + quoted
+    message = message[:2] + internet_checksum(message).to_bytes(2, "big") + message[4:]
+    return ipv4(message, source="198.18.1.2")
+
+
+@pytest.mark.parametrize("icmp_type", [5, 4], ids=["redirect", "source quench"])
+def test_a_redirect_or_source_quench_is_no_verdict(icmp_type: int) -> None:
+    """The router forwarded the request (or may have): the probe waits on, and the reply
+    that follows answers it -- not a late reply after an error."""
+    table = v4_table()
+    probe, request = send(table, now=0.0)
+    assert table.receive(advice_for(request, icmp_type), [], "198.18.1.2", 0) is None
+    assert probe.state is ProbeState.WAITING
+    assert (table.advisories, table.ignored) == (1, 0)
+    delivery = table.receive(reply_to(request), [], TARGET, 10**12)
+    assert delivery is not None
+    assert isinstance(delivery[1], Reply)
+    assert not delivery[1].duplicate
+
+
 def test_a_transmit_stamp_times_the_reply_from_the_kernel() -> None:
     table = v4_table()
     opened = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)

@@ -206,6 +206,22 @@ def test_an_error_queue_entry_is_timed_from_its_receive_stamp(family: Family, of
     assert table.error_queue_entry(request, entry, target, MONO_NS + 10**9) is None
 
 
+def test_a_redirect_on_the_error_queue_is_no_verdict() -> None:
+    """A datagram socket gets a redirect through its error queue (``ping_err``): the probe
+    waits on for its reply, as on a raw socket."""
+    table = ProbeTable(Family.V4, 0x0777, TOKEN, kernel_owns_identifier=True)
+    probe, request = open_probe(table, TARGET4)
+    entry = error_queue_entry(Family.V4, ROUTER4, 5, 1, WALL_NS + 10)
+    assert table.error_queue_entry(request, entry, TARGET4, MONO_NS + 1) is None
+    assert probe.state is ProbeState.WAITING
+    assert table.advisories == 1
+    # An unreachable after it is still a verdict.
+    entry = error_queue_entry(Family.V4, ROUTER4, 3, 1, WALL_NS + 20)
+    delivery = table.error_queue_entry(request, entry, TARGET4, MONO_NS + 2)
+    assert delivery is not None
+    assert isinstance(delivery[1], IcmpError)
+
+
 def test_an_error_queue_entry_for_another_request_is_ignored() -> None:
     table = ProbeTable(Family.V4, 0x0777, TOKEN, kernel_owns_identifier=True)
     probe, request = open_probe(table, TARGET4)

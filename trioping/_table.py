@@ -27,6 +27,8 @@ from ._ancillary import Cmsg, parse_ancillary, parse_error_queue
 from ._errors import PacketError
 from ._packet import (
     ICMP_HEADER_SIZE,
+    ICMPV4_REDIRECT,
+    ICMPV4_SOURCE_QUENCH,
     IPV4_HEADER_SIZE,
     EchoMessage,
     EchoTemplate,
@@ -73,6 +75,12 @@ _KERNEL_RX = RttClock.KERNEL_RX
 _MONOTONIC = RttClock.MONOTONIC
 _ORIGIN_TIMESTAMPING = C.SO_EE_ORIGIN_TIMESTAMPING
 _ORIGINS_ICMP = (C.SO_EE_ORIGIN_ICMP, C.SO_EE_ORIGIN_ICMP6)
+_ORIGIN_ICMP_V4 = C.SO_EE_ORIGIN_ICMP
+_ADVICE_V4 = frozenset({ICMPV4_REDIRECT, ICMPV4_SOURCE_QUENCH})
+"""ICMPv4 messages that quote a request without being a verdict on it: a redirect means
+the router forwarded the request (and names a better next hop), a source quench (obsolete,
+RFC 6633) at most that it might drop some.  iputils' ping does not count them as errors and
+keeps waiting for the reply; so does the table."""
 
 
 class ProbeOwner(Protocol):
@@ -206,6 +214,9 @@ class ProbeTable:
         """Datagrams that were not replies to our probes (other pingers, strays, junk)."""
         self.kernel_drops = 0
         """Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)."""
+        self.advisories = 0
+        """ICMPv4 redirects and source quenches that quoted a waiting probe (see
+        ``_ADVICE_V4``): the probe waits on for its reply."""
 
     def __len__(self) -> int:
         return len(self.probes)
@@ -447,6 +458,9 @@ class ProbeTable:
         ):
             self.ignored += 1
             return None
+        if message.icmp_type in _ADVICE_V4 and self.family is Family.V4:
+            self.advisories += 1
+            return None
         probe.state = _FAILED
         rtt, clock = compute_rtt(probe, kernel_ns, now_mono_ns)
         result = IcmpError(
@@ -487,6 +501,9 @@ class ProbeTable:
             or quotes_another_request(data[ICMP_HEADER_SIZE:], probe.payload)
         ):
             self.ignored += 1
+            return None
+        if queued.origin == _ORIGIN_ICMP_V4 and queued.icmp_type in _ADVICE_V4:
+            self.advisories += 1
             return None
         probe.state = _FAILED
         if queued.origin in _ORIGINS_ICMP:

@@ -48,6 +48,9 @@ Actions (identical meaning for IPv4 and IPv6; combine several with ``+``, e.g.
                      (host unreachable), IPv6 type 1 code 3 (address unreachable).
 ``time_exceeded``    ICMP time exceeded quoting the request: IPv4 type 11 code 0, IPv6 type 3
                      code 0.
+``redirect``         IPv4: an ICMP redirect for host (type 5 code 1) quoting the request and
+                     naming the responder's own address as the better gateway; no reply
+                     (``redirect+ok`` for both).  IPv6 has no such error: nothing is sent.
 
 Quotes are what routers send: IPv4 the request's IP header and ICMP message up to 548 bytes
 (576 minus outer headers), IPv6 the request's IPv6 header (rebuilt from ancillary data: traffic
@@ -90,6 +93,8 @@ ICMP_DEST_UNREACH: Final = 3
 ICMP_HOST_UNREACH: Final = 1
 ICMP_ECHO_REQUEST: Final = 8
 ICMP_TIME_EXCEEDED: Final = 11
+ICMP_REDIRECT: Final = 5
+ICMP_REDIRECT_HOST: Final = 1
 ICMP6_DST_UNREACH: Final = 1
 ICMP6_ADDR_UNREACH: Final = 3
 ICMP6_TIME_EXCEEDED: Final = 3
@@ -124,6 +129,7 @@ SIMPLE_ACTIONS: Final = frozenset(
         "unsolicited",
         "unreachable",
         "time_exceeded",
+        "redirect",
     }
 )
 TIMED_ACTIONS: Final = frozenset({"delay", "late"})
@@ -287,11 +293,14 @@ def echo_reply(req: Request, *, ident: int, seq: int, data: bytes) -> bytes:
     return msg if req.v6 else with_checksum(msg, internet_checksum(msg))
 
 
-def icmp_error(req: Request, *, v4_type: int, v4_code: int, v6_type: int, v6_code: int) -> bytes:
-    """An ICMP error quoting the request the way a router does."""
+def icmp_error(
+    req: Request, *, v4_type: int, v4_code: int, v6_type: int, v6_code: int, v4_word: bytes = bytes(4)
+) -> bytes:
+    """An ICMP error quoting the request the way a router does (*v4_word*: the header's second
+    word, a redirect's gateway)."""
     if req.v6:
         return struct.pack("!BBHI", v6_type, v6_code, 0, 0) + req.original[:V6_QUOTE_MAX]
-    msg = struct.pack("!BBHI", v4_type, v4_code, 0, 0) + req.original[:V4_QUOTE_MAX]
+    msg = struct.pack("!BBH", v4_type, v4_code, 0) + v4_word + req.original[:V4_QUOTE_MAX]
     return with_checksum(msg, internet_checksum(msg))
 
 
@@ -361,6 +370,14 @@ def packets_for(step: Step, req: Request) -> list[Outgoing]:
             return [error(ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, ICMP6_DST_UNREACH, ICMP6_ADDR_UNREACH)]
         case "time_exceeded":
             return [error(ICMP_TIME_EXCEEDED, 0, ICMP6_TIME_EXCEEDED, 0)]
+        case "redirect":
+            if req.v6:
+                return []
+            gateway = socket.inet_aton(req.dst)
+            msg = icmp_error(
+                req, v4_type=ICMP_REDIRECT, v4_code=ICMP_REDIRECT_HOST, v6_type=0, v6_code=0, v4_word=gateway
+            )
+            return [Outgoing(False, msg, req.src, req.scope_id, None)]
         case _:  # parse_action rejects anything else
             raise AssertionError(step.name)
 
