@@ -835,7 +835,8 @@ for family, host in ((Family.V4, "198.18.6.9"), (Family.V6, "2001:db8:6::9")):
     sock.send(encode_echo_request(family, 0, 1, bytes(16)), host, ttl=None)
     time.sleep(0.2)
     out[f"v{family.value} received"] = len(sock.receive_batch(8))
-    out[f"v{family.value} queued"] = len(sock.error_queue_batch(8))
+    stamps, errors = sock.error_queue_batch(8)
+    out[f"v{family.value} queued"] = len(errors)
     sock.close()
 
 async def main():

@@ -10,6 +10,7 @@ strings, every field of a named tuple would be compiled again at each start of a
 import socket
 import struct
 import sys
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from . import _constants as C
@@ -121,14 +122,83 @@ def parse_error_queue(items: list[Cmsg]) -> QueuedError | None:
                 continue
             extended = _EXTENDED_ERR.unpack_from(data)
             if extended[1] != _ORIGIN_TIMESTAMPING:
-                offender = _sockaddr_address(data[_EXTENDED_ERR.size :])
+                offender = sockaddr_address(data[_EXTENDED_ERR.size :])
     if extended is None:
         return None
     error_number, origin, icmp_type, code, _pad, info, data_word = extended
     return QueuedError(origin, error_number, icmp_type, code, info, data_word, offender, stamp)
 
 
-def _sockaddr_address(raw: bytes) -> str | None:
+_CMSG_HEADER = struct.Struct("@Nii")
+_CMSG_ALIGN = struct.calcsize("N")
+_CMSG_DATA = (_CMSG_HEADER.size + _CMSG_ALIGN - 1) & ~(_CMSG_ALIGN - 1)
+_STAMP_CMSG_LEN = _CMSG_DATA + 3 * _TIMESPEC.size
+# A transmit stamp's entry as the kernel writes it (ip_recv_error / ipv6_recv_error): the
+# SO_TIMESTAMPING message (three timespecs, the software stamp first), then IP_RECVERR /
+# IPV6_RECVERR: the extended error (errno, origin, type, code, pad, info, data), then the
+# offender's address.  Read here: the lengths, levels and types, the software stamp, the
+# origin and the data word (the id given to the send).
+_TX_ENTRY = struct.Struct("@Niiqq32xNii4xB7xI")
+_TX_LAYOUT = _STAMP_CMSG_LEN == 64 and _TX_ENTRY.size == 96
+"""Whether this is the layout :func:`split_transmit_stamps` reads (64-bit Linux)."""
+_TX_ENTRY_MIN = _TX_ENTRY.size
+
+
+def split_transmit_stamps(
+    control: bytes | memoryview, stride: int, lengths: Sequence[int], stamps: list[tuple[int, int | None]]
+) -> list[int]:
+    """Read a batch of error-queue entries' control messages -- entry ``i`` at ``i * stride``,
+    ``lengths[i]`` bytes: append each usual transmit stamp to *stamps* as ``(id, kernel_ns)``
+    and return the indices of the other entries, to be read with :func:`control_messages`
+    and :func:`parse_error_queue`.
+
+    The usual stamp is the kernel's layout exactly: the stamp, then the extended error of
+    origin SO_EE_ORIGIN_TIMESTAMPING whose data word is the id given to the send.  It comes
+    once per transmitted probe, so it costs one unpack and a few comparisons; anything else
+    (another order, an ICMP error, another word size) goes the general way.
+    """
+    others: list[int] = []
+    if not _TX_LAYOUT:
+        return list(range(len(lengths)))
+    unpack = _TX_ENTRY.unpack_from
+    append = stamps.append
+    offset = 0
+    for index, length in enumerate(lengths):
+        if length >= _TX_ENTRY_MIN:
+            stamp_len, stamp_level, stamp_kind, seconds, nanoseconds, _error_len, level, kind, origin, tx_id = unpack(
+                control, offset
+            )
+            if (
+                origin == _ORIGIN_TIMESTAMPING
+                and stamp_len == 64
+                and stamp_level == _SOL_SOCKET
+                and stamp_kind in _STAMP_KINDS
+                and (level, kind) in _ERROR_KINDS
+            ):
+                append((tx_id, seconds * 1_000_000_000 + nanoseconds or None))
+                offset += stride
+                continue
+        others.append(index)
+        offset += stride
+    return others
+
+
+def control_messages(control: bytes | memoryview, offset: int, length: int) -> list[Cmsg]:
+    """The control messages at *offset* (*length* bytes) as ``recvmsg`` lists them:
+    ``(level, type, data)`` each."""
+    items: list[Cmsg] = []
+    position, end = offset, offset + length
+    while position + _CMSG_HEADER.size <= end:
+        cmsg_len, level, kind = _CMSG_HEADER.unpack_from(control, position)
+        if cmsg_len < _CMSG_DATA or position + cmsg_len > end:
+            break
+        items.append((level, kind, bytes(control[position + _CMSG_DATA : position + cmsg_len])))
+        position += (cmsg_len + _CMSG_ALIGN - 1) & ~(_CMSG_ALIGN - 1)
+    return items
+
+
+def sockaddr_address(raw: bytes) -> str | None:
+    """The IP address in a ``struct sockaddr_in`` / ``sockaddr_in6``, as text."""
     if len(raw) < 2:
         return None
     family = int.from_bytes(raw[:2], sys.byteorder)

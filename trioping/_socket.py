@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 import trio
 
 from . import _constants as C
+from . import _mmsg
+from ._ancillary import Cmsg, control_messages, sockaddr_address, split_transmit_stamps
 from ._errors import InvalidArgumentError, PermissionDeniedError, mapped_os_errors
 from ._packet import Family
 
@@ -36,6 +38,8 @@ _SOL_SOCKET = C.SOL_SOCKET
 _SCM_TS_OPT_ID = C.SCM_TS_OPT_ID
 _UINT_PACK = _UINT.pack
 _MSG_ERRQUEUE = socket.MSG_ERRQUEUE
+_ERROR_BATCH_SLOTS = 64
+_ERROR_DATA_SIZE = 2048  # an ICMP error's quote is at most 1,232 bytes (IPv6's minimum MTU)
 
 _V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
 _V6_WANTED_TYPES = (1, 2, 3, 4, 129)
@@ -132,6 +136,7 @@ class IcmpSocket:
             self._sock.close()
             raise
         self._next_tx_id = 0
+        self._error_batch: _mmsg.MessageBatch | None = None
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -374,18 +379,49 @@ class IcmpSocket:
                     raise
         return batch
 
-    def error_queue_batch(self, limit: int) -> list[tuple[bytes, list[tuple[int, int, bytes]], str]]:
-        """Up to *limit* error-queue entries (TX stamps, datagram-socket ICMP errors)."""
+    def error_queue_batch(self, limit: int) -> tuple[list[tuple[int, int | None]], list[tuple[bytes, list[Cmsg], str]]]:
+        """About *limit* error-queue entries at most: the transmit stamps in their usual form
+        as ``(id, kernel_ns)``, and every other entry (a datagram socket's ICMP errors, an
+        unusual stamp) as ``(data, control messages, address)``.
+
+        One ``recvmmsg`` reads up to 64 entries (see :mod:`._mmsg`): with a stamp per probe,
+        a fan-out reads as many entries as replies.  Where the C library has no
+        ``recvmmsg``, ``recvmsg`` reads them one by one, all as "other" entries.
+        """
+        stamps: list[tuple[int, int | None]] = []
+        others: list[tuple[bytes, list[Cmsg], str]] = []
+        batch = self._error_batch
+        if batch is None:
+            if not _mmsg.AVAILABLE:
+                return stamps, self._error_queue_one_by_one(limit)
+            batch = self._error_batch = _mmsg.MessageBatch(_ERROR_BATCH_SLOTS, _ERROR_DATA_SIZE, _ANC_SIZE)
+        fd = self._sock.fileno()
+        control, stride = batch.control, batch.control_size
+        read = 0
+        while read < limit:
+            count = batch.receive(fd, _MSG_ERRQUEUE)
+            if not count:
+                break
+            lengths = batch.control_lengths(count)
+            for index in split_transmit_stamps(control, stride, lengths, stamps):
+                ancillary = control_messages(control, index * stride, lengths[index])
+                others.append((batch.data(index), ancillary, sockaddr_address(batch.name(index)) or ""))
+            read += count
+            if count < batch.slots:
+                break
+        return stamps, others
+
+    def _error_queue_one_by_one(self, limit: int) -> list[tuple[bytes, list[Cmsg], str]]:
         recvmsg = self._sock.recvmsg
-        batch: list[tuple[bytes, list[tuple[int, int, bytes]], str]] = []
-        append = batch.append
+        entries: list[tuple[bytes, list[Cmsg], str]] = []
+        append = entries.append
         for _ in range(limit):
             try:
                 data, ancillary, _flags, address = recvmsg(_RECV_SIZE, _ANC_SIZE, _MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
                 break
             append((data, ancillary, address[0] if address else ""))
-        return batch
+        return entries
 
 
 def _block_all_but(types: tuple[int, ...]) -> int:

@@ -477,6 +477,15 @@ class ProbeTable:
         )
         return probe, result
 
+    def transmit_stamps(self, stamps: list[tuple[int, int | None]]) -> None:
+        """Record transmit stamps, ``(id, kernel_ns)`` each, on the probes they belong to
+        (an id no probe awaits -- forgotten, withdrawn -- is dropped)."""
+        pending = self._tx_pending
+        for tx_id, kernel_ns in stamps:
+            probe = pending.pop(tx_id, None)
+            if probe is not None:
+                probe.tx_ns = kernel_ns
+
     def error_queue_entry(self, data: bytes, ancillary: list[Cmsg], source: str, now_mono_ns: int) -> Delivery | None:
         """Judge one entry of the socket's error queue: a transmit stamp (recorded on its
         probe), or, on a datagram socket, an ICMP or local error for one of our requests
@@ -486,9 +495,7 @@ class ProbeTable:
         if queued is None:
             return None
         if queued.origin == _ORIGIN_TIMESTAMPING:
-            probe = self._tx_pending.pop(queued.data, None)
-            if probe is not None:
-                probe.tx_ns = queued.kernel_ns
+            self.transmit_stamps([(queued.data, queued.kernel_ns)])
             return None
         try:
             quoted = decode_error_payload(self.family, data)

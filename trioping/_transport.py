@@ -193,7 +193,10 @@ class Transport:
         table = self.table
         if sock.tx_timestamps or sock.kernel_owns_identifier:
             # Transmit stamps first, so a reply read below is timed from its own.
-            for data, ancillary, address in sock.error_queue_batch(_BATCH):
+            stamps, entries = sock.error_queue_batch(_BATCH)
+            if stamps:
+                table.transmit_stamps(stamps)
+            for data, ancillary, address in entries:
                 delivery = table.error_queue_entry(data, ancillary, address, _monotonic_ns())
                 if delivery is not None:
                     delivery[0].owner.deliver(*delivery)
