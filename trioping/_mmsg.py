@@ -18,12 +18,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 import struct
 from collections.abc import Callable
 
 from . import _constants as C
 
-_MSG_DONTWAIT = 0x40
+_MSG_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0x40)
 _RETRY_LATER = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
 
