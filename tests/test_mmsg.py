@@ -3,9 +3,14 @@ what they leave in their buffers."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import platform
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -18,6 +23,7 @@ from trioping import _constants as C
 from trioping._ancillary import control_messages, parse_error_queue, sockaddr_address, split_transmit_stamps
 
 from .conftest import RX_STAMP_MAY_BE_LATE, requires_raw
+from .nsutil import python_env
 
 requires_recvmmsg = pytest.mark.skipif(not _mmsg.AVAILABLE, reason="recvmmsg: Linux with a C library that has it")
 KERNEL_HAS_TS_OPT_ID = tuple(int(part) for part in os.uname().release.split(".")[:2] if part.isdigit()) >= (6, 13)
@@ -141,3 +147,54 @@ def test_the_usual_transmit_stamp_is_read_as_the_general_decoder_reads_it(
     else:
         assert stamps == []
         assert others == [0, 1, 2, 3]
+
+
+SECCOMP_ARCHES = {"x86_64": (0xC000003E, 299), "aarch64": (0xC00000B7, 243)}
+"""``AUDIT_ARCH_*`` and ``__NR_recvmmsg`` where the test below can filter the call."""
+
+REFUSED_RECVMMSG_RUN = """
+import ctypes, json, struct, sys
+arch, number, error = map(int, sys.argv[1:4])
+def statement(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+allow, refuse = 0x7FFF0000, 0x00050000 | error  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+program = ctypes.create_string_buffer(b"".join([
+    statement(0x20, 4), statement(0x15, arch, 1, 0), statement(0x06, allow),  # another ABI: allowed
+    statement(0x20, 0), statement(0x15, number, 0, 1), statement(0x06, refuse), statement(0x06, allow),
+]))
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+filters = Program(len(program.raw) // 8, ctypes.addressof(program))
+prctl = ctypes.CDLL(None, use_errno=True).prctl
+prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+if prctl(38, 1, 0, 0, 0) or prctl(22, 2, ctypes.addressof(filters), 0, 0):  # NO_NEW_PRIVS, SECCOMP filter
+    print(json.dumps({"unfiltered": ctypes.get_errno()}))
+    sys.exit(0)
+import trio, trioping
+async def main():
+    async with trioping.open_pinger() as pinger:
+        with trio.fail_after(10):
+            async with pinger.fanout([f"127.3.1.{n}" for n in range(1, 51)], rate=None, timeout=2) as batch:
+                results = [item.result async for item in batch if isinstance(item, trioping.HostResult)]
+    print(json.dumps({"kinds": sorted({type(result).__name__ for result in results}), "count": len(results)}))
+trio.run(main)
+"""
+
+
+@requires_raw
+@requires_recvmmsg
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.ENOSYS], ids=["EPERM", "ENOSYS"])
+def test_a_refused_recvmmsg_reads_the_error_queue_one_by_one(refusal: int) -> None:
+    """A seccomp filter (a container's, a service manager's) may refuse recvmmsg although the
+    C library has it: the transmit stamps are then read one by one, not a crash of the
+    pinger.  The child process filters the call for itself only."""
+    machine = SECCOMP_ARCHES.get(platform.machine())
+    if machine is None:
+        pytest.skip(f"no seccomp numbers for {platform.machine()} in this test")
+    argv = [sys.executable, "-c", REFUSED_RECVMMSG_RUN, *map(str, machine), str(refusal)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=python_env(), check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout)
+    if "unfiltered" in outcome:
+        pytest.skip(f"seccomp filters unavailable here (errno {outcome['unfiltered']})")
+    assert outcome == {"kinds": ["Reply"], "count": 50}

@@ -40,6 +40,10 @@ _UINT_PACK = _UINT.pack
 _MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 _ERROR_BATCH_SLOTS = 64
 _ERROR_DATA_SIZE = 2048  # an ICMP error's quote is at most 1,232 bytes (IPv6's minimum MTU)
+_RECVMMSG_REFUSED = frozenset({errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP})
+"""What ``recvmmsg`` says where the C library has it but the system call is refused: a
+seccomp filter (EPERM, or ENOSYS as container runtimes answer an unlisted call), an
+emulating kernel.  The socket then reads its error queue one entry a call, as without it."""
 
 _V4_WANTED_TYPES = (0, 3, 4, 5, 11, 12)  # echo reply and the errors we match
 _V6_WANTED_TYPES = (1, 2, 3, 4, 129)
@@ -137,6 +141,7 @@ class IcmpSocket:
             raise
         self._next_tx_id = 0
         self._error_batch: _mmsg.MessageBatch | None = None
+        self._one_by_one = not _mmsg.AVAILABLE
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -386,20 +391,28 @@ class IcmpSocket:
 
         One ``recvmmsg`` reads up to 64 entries (see :mod:`._mmsg`): with a stamp per probe,
         a fan-out reads as many entries as replies.  Where the C library has no
-        ``recvmmsg``, ``recvmsg`` reads them one by one, all as "other" entries.
+        ``recvmmsg``, or the system call is refused (``_RECVMMSG_REFUSED``), ``recvmsg``
+        reads them one by one, all as "other" entries.
         """
         stamps: list[tuple[int, int | None]] = []
         others: list[tuple[bytes, list[Cmsg], str]] = []
+        if self._one_by_one:
+            return stamps, self._error_queue_one_by_one(limit)
         batch = self._error_batch
         if batch is None:
-            if not _mmsg.AVAILABLE:
-                return stamps, self._error_queue_one_by_one(limit)
             batch = self._error_batch = _mmsg.MessageBatch(_ERROR_BATCH_SLOTS, _ERROR_DATA_SIZE, _ANC_SIZE)
         fd = self._sock.fileno()
         control, stride = batch.control, batch.control_size
         read = 0
         while read < limit:
-            count = batch.receive(fd, _MSG_ERRQUEUE)
+            try:
+                count = batch.receive(fd, _MSG_ERRQUEUE)
+            except OSError as exc:
+                if exc.errno not in _RECVMMSG_REFUSED:
+                    raise
+                self._one_by_one, self._error_batch = True, None
+                others += self._error_queue_one_by_one(limit - read)
+                break
             if not count:
                 break
             lengths = batch.control_lengths(count)
