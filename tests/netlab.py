@@ -106,6 +106,9 @@ class NetLab:
     #: :func:`responder` nothing answers here).
     responder_v4: str = "198.18.3.2"
     responder_v6: str = "2001:db8:3::2"
+    #: A second address of the responder's, from which its ``other_source`` action answers.
+    responder_other_v4: str = "198.18.3.3"
+    responder_other_v6: str = "2001:db8:3::3"
     #: A host that exists (neighbour resolves, packets are delivered) but never answers: kernel
     #: echo is off and no responder is ever started in its namespace. For timeout tests.
     silent_v4: str = "198.18.5.2"
@@ -262,6 +265,12 @@ def _ns_batch(ns: str) -> str:
             f"neigh replace {link.v4(peer)} lladdr {_mac(link.number, peer)} dev {ifname} nud permanent",
             f"neigh replace {link.v6(peer)} lladdr {_mac(link.number, peer)} dev {ifname} nud permanent",
         ]
+        if ns == RESP_NS:  # a second address to answer from (see NetLab.responder_other_v4)
+            # secondary (IPv4) and deprecated (IPv6): never what the kernel picks as a source
+            cmds += [
+                f"addr add {link.v4(3)}/24 dev {ifname}",
+                f"addr add {link.v6(3)}/64 dev {ifname} nodad preferred_lft 0",
+            ]
         if not near and link is not _UPLINK:  # a leaf host: default route via the router
             cmds += [
                 f"route add default via {link.v4(1)} dev {ifname}",

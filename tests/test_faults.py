@@ -243,6 +243,43 @@ async def test_icmp_errors_from_the_host_are_matched_by_their_quote(
             assert error.mtu is None
 
 
+async def test_a_reply_from_another_address_of_the_host_is_counted(netlab: NetLab, responder: ResponderFactory) -> None:
+    """The host answers from its second address: a reply all the same (iputils' ping and
+    fping count it, and show the address), matched by the stamp and token it carries."""
+    responder("other_source")
+    stats = await ping_both(netlab, count=2, wait=1.0)
+    for family, other in ((Family.V4, netlab.responder_other_v4), (Family.V6, netlab.responder_other_v6)):
+        s = stats[family]
+        assert_counts(s, transmitted=2, received=2)
+        assert [(r.target, r.source) for r in s.replies] == [(lab_address(netlab, "responder", family), other)] * 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_marks_a_reply_from_another_address_as_ping_does(
+    netlab: NetLab, responder: ResponderFactory, family: Family
+) -> None:
+    host = lab_address(netlab, "responder", family)
+    other = netlab.responder_other_v4 if family is Family.V4 else netlab.responder_other_v6
+    responder("other_source")
+    done = run_cli(host, "-c", "2", "-i", "0.05", "-W", "1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()[1:3]
+    assert len(lines) == 2, done.stdout
+    for n, line in enumerate(lines, 1):
+        assert re.fullmatch(
+            rf"64 bytes from {re.escape(other)}: icmp_seq={n} ttl=63 time=\S+ ms \(DIFFERENT ADDRESS!\)", line
+        )
+    ping = shutil.which("ping")
+    if ping is not None:  # iputils' own lines, times masked
+        responder("other_source")
+        real = subprocess.run(
+            [ping, "-c", "2", "-i", "0.05", "-W", "1", host], capture_output=True, text=True, timeout=20
+        )
+        assert [re.sub(r"time=\S+", "time=", line) for line in real.stdout.splitlines()[1:3]] == [
+            re.sub(r"time=\S+", "time=", line) for line in lines
+        ]
+
+
 # -- timing: delayed and late replies ----------------------------------------------------
 
 

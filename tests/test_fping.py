@@ -495,6 +495,9 @@ def test_responder_drops_and_duplicates(netlab: NetLab, responder: ResponderFact
         (["duplicate"], ["-r", "0", "-t", "100", target, netlab.silent_v4]),
         (["duplicate"], ["-c2", "-q", "-p", "100", "-t", "60", target, netlab.silent_v4]),
         (["duplicate"], ["-c2", "-p", "100", "-t", "60", target]),  # no duplicate lines in this mode
+        # a reply from another of the host's addresses: " [<- address]" on stderr, no line end
+        (["other_source"], ["-c2", "-p", "100", "-t", "60", target]),
+        (["other_source"], ["-t", "100", target]),
     ]:
         responder(plan)
         real = run_real(*args)

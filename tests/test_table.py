@@ -135,6 +135,48 @@ def test_an_icmp_error_is_matched_by_the_request_it_quotes_and_counts_once() -> 
     assert table.expire(1.0) == []  # it has its verdict
 
 
+def reply_from(request: bytes, source: str) -> bytes:
+    datagram = reply_to(request)
+    return datagram[:12] + socket.inet_aton(source) + datagram[16:]
+
+
+def test_a_reply_from_another_address_answers_its_probe() -> None:
+    """A broadcast, a multicast group or a host answering from another of its addresses:
+    the send stamp and token in the payload say which probe it answers (iputils' ping and
+    fping count such replies too, and show the address)."""
+    table = v4_table()
+    send(table, now=0.0)  # another probe, to the same host
+    probe, request = table.open_probe(TARGET, 1, 56, Owner(), None, WALL_NS + 1, 0, 0.0, 1.0)  # type: ignore[misc]
+    first = table.receive(reply_from(request, "198.18.9.9"), [], "198.18.9.9", 10**12)
+    assert first is not None
+    assert first[0] is probe
+    reply = first[1]
+    assert isinstance(reply, Reply)
+    assert (reply.target, reply.source, reply.sequence, reply.duplicate) == (TARGET, "198.18.9.9", 2, False)
+    second = table.receive(reply_from(request, "198.18.9.10"), [], "198.18.9.10", 10**12)
+    assert second is not None
+    assert isinstance(second[1], Reply)
+    assert second[1].duplicate
+
+
+def test_a_reply_from_another_address_that_fails_a_check_is_not_ours() -> None:
+    """Its address does not vouch for it: a wrong token, another sequence or a bad
+    checksum makes it somebody else's (ignored), not an invalid reply to our probe."""
+    table = v4_table()
+    probe, request = send(table, now=0.0)
+    forged = request[:16] + b"THEIRTOK" + request[24:]
+    other_sequence = request[:6] + (0x2222).to_bytes(2, "big") + request[8:]
+    for bad in (forged, other_sequence):
+        message = b"\x00\x00\x00\x00" + bad[4:]
+        datagram = ipv4(message[:2] + internet_checksum(message).to_bytes(2, "big") + message[4:], source="198.18.9.9")
+        assert table.receive(datagram, [], "198.18.9.9", 10**12) is None
+    broken = bytearray(reply_from(request, "198.18.9.9"))
+    broken[22] ^= 0xFF  # the ICMP checksum
+    assert table.receive(bytes(broken), [], "198.18.9.9", 10**12) is None
+    assert table.ignored == 3
+    assert probe.state is ProbeState.WAITING
+
+
 def advice_for(request: bytes, icmp_type: int) -> bytes:
     """A redirect (type 5, code 1: "redirect for host", naming a gateway) or a source quench
     (type 4) quoting *request*."""
@@ -249,20 +291,26 @@ class TableMachine(RuleBasedStateMachine):
 
     @rule(timeout=st.sampled_from([0.1, 0.5, 1.0]), destination=st.sampled_from([TARGET, "198.18.7.8"]))
     def send(self, timeout: float, destination: str) -> None:
-        opened = self.table.open_probe(
-            destination, len(self.requests), 56, Owner(), None, WALL_NS, 0, self.now, timeout
-        )
+        stamp = WALL_NS + len(self.requests)
+        opened = self.table.open_probe(destination, len(self.requests), 56, Owner(), None, stamp, 0, self.now, timeout)
         assert not isinstance(opened, SendError)
         self.requests.append(opened)
 
     @precondition(lambda self: self.requests)
-    @rule(data=st.data(), kind=st.sampled_from(["reply", "error"]))
+    @rule(data=st.data(), kind=st.sampled_from(["reply", "reply from elsewhere", "error"]))
     def answer(self, data: st.DataObject, kind: str) -> None:
         probe, request = data.draw(st.sampled_from(self.requests))
-        if kind == "reply":
+        if kind.startswith("reply"):
+            source = probe.target if kind == "reply" else "198.18.9.9"
             datagram = reply_to(request)
-            datagram = datagram[:12] + socket.inet_aton(probe.target) + datagram[16:]
-            self._record(self.table.receive(datagram, [], probe.target, 10**12))
+            datagram = datagram[:12] + socket.inet_aton(source) + datagram[16:]
+            delivery = self.table.receive(datagram, [], source, 10**12)
+            if delivery is not None:
+                assert delivery[0] is probe
+                assert delivery[1].source == source  # type: ignore[union-attr]
+            elif probe.state is not ProbeState.FORGOTTEN:
+                raise AssertionError(f"a reply to a probe still known was not recognised: {probe.state}")
+            self._record(delivery)
         elif probe.target == TARGET:
             self._record(self.table.receive(unreachable_for(request), [], "198.18.1.2", 0))
 
@@ -280,10 +328,16 @@ class TableMachine(RuleBasedStateMachine):
     def nothing_is_due_once_expired(self) -> None:
         assert self.table.next_deadline() > self.now
 
+    @invariant()
+    def every_stamp_indexed_is_a_known_probe(self) -> None:
+        known = {id(probe) for probe in self.table.probes.values()}
+        assert {id(probe) for probe in self.table._by_stamp.values()} <= known
+
     def teardown(self) -> None:
         for delivery in self.table.expire(self.now + 10.0):
             self._record(delivery)
         assert len(self.table) == 0
+        assert not self.table._by_stamp
         assert self.table.next_deadline() == math.inf
         assert {id(p) for p, _ in self.requests} == set(self.verdicts)
 

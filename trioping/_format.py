@@ -7,6 +7,8 @@ fields in the same style rather than changing existing ones.
 
 from __future__ import annotations
 
+import ipaddress
+
 from ._packet import ICMP_HEADER_SIZE, IPV4_HEADER_SIZE, Family, InvalidReason
 from ._results import IcmpError, InvalidReply, LateReply, Outstanding, Reply, SendError, Timeout
 from ._stats import PingStats
@@ -54,8 +56,19 @@ def reply_line(reply: Reply | LateReply, host: str, address: str) -> str:
     sender = peer(host, address, reply.source)
     line = f"{reply.size} bytes from {sender}: icmp_seq={reply.sequence}{ttl} time={rtt_ms(reply.rtt)} ms"
     if isinstance(reply, LateReply):
-        return line + " (LATE!)"
-    return line + " (DUP!)" if reply.duplicate else line
+        line += " (LATE!)"
+    elif reply.duplicate:
+        line += " (DUP!)"
+    if reply.source != address and not _is_multicast(address):
+        line += " (DIFFERENT ADDRESS!)"  # iputils' words; a group's members all answer from their own
+    return line
+
+
+def _is_multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]).is_multicast
+    except ValueError:
+        return False
 
 
 def error_line(error: IcmpError) -> str:

@@ -157,6 +157,13 @@ class _Run:
         self.err.write(text + "\n")
         self.err.flush()
 
+    def error_fragment(self, text: str) -> None:
+        """Text on stderr with no line end: fping writes a reply's `` [<- source]`` there,
+        meaning it for the end of the line it is printing on stdout."""
+        self.flush()
+        self.err.write(text)
+        self.err.flush()
+
     def warning(self, text: str) -> None:
         """fping's ``print_warning``: stderr unless ``-q``."""
         if not self.opts.quiet:
@@ -238,7 +245,7 @@ class _Run:
                     text += f" ({fping_ms(rtt)} ms)"
                 self.line(text)
                 if reply.source != target.address:
-                    self.error(f" [<- {reply.source}]")
+                    self.error_fragment(f" [<- {reply.source}]")
         if self.per_recv:
             prefix = f"[{time.time():.5f}] " if self.opts.timestamp else ""
             loss = (target.sent - target.recv) * 100 // target.sent
@@ -247,7 +254,7 @@ class _Run:
                 f" ({fping_ms(target.total / target.recv)} avg, {loss}% loss)"
             )
             if reply.source != target.address:
-                self.error(f" [<- {reply.source}]")
+                self.error_fragment(f" [<- {reply.source}]")
 
     def _lost(self, index: int, target: _Target) -> None:
         self.timeouts += 1

@@ -30,6 +30,7 @@ from ._packet import (
     ICMPV4_REDIRECT,
     ICMPV4_SOURCE_QUENCH,
     IPV4_HEADER_SIZE,
+    STAMP_SIZE,
     EchoMessage,
     EchoTemplate,
     ErrorMessage,
@@ -203,6 +204,10 @@ class ProbeTable:
         self.kernel_owns_identifier = kernel_owns_identifier
         self.delivers_ip_header = delivers_ip_header and family is Family.V4
         self.probes: dict[tuple[str, int], Probe] = {}
+        # The same probes by the send stamp their payload carries: a reply from an address
+        # other than the one pinged (a broadcast, a multicast group, a host answering from
+        # another of its addresses) is still found, as iputils' ping and fping find it.
+        self._by_stamp: dict[int, Probe] = {}
         self._tx_pending: dict[int, Probe] = {}
         self._next_sequence: dict[str, int] = {}
         self._templates: dict[int, EchoTemplate] = {}
@@ -260,6 +265,7 @@ class ProbeTable:
         probe = probes[key] = Probe(
             target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner, tag, now + timeout
         )
+        self._by_stamp.setdefault(wall_ns, probe)
         queue = self._timed.get(timeout)
         if queue is None:
             queue = self._timed[timeout] = deque()
@@ -335,7 +341,7 @@ class ProbeTable:
                 lingering.append(probe)
             if not queue:
                 del self._timed[timeout]
-        probes = self.probes
+        probes, by_stamp = self.probes, self._by_stamp
         for timeout, queue in list(self._lingering.items()):
             linger = timeout if timeout > MIN_LINGER else MIN_LINGER  # next_deadline's sum, exactly
             while queue and queue[0].deadline + linger <= now:
@@ -344,6 +350,8 @@ class ProbeTable:
                     key = (probe.target, probe.sequence)
                     if probes.get(key) is probe:
                         del probes[key]
+                    if by_stamp.get(probe.sent_wall_ns) is probe:
+                        del by_stamp[probe.sent_wall_ns]
                     if probe.tx_id is not None and self._tx_pending.get(probe.tx_id) is probe:
                         del self._tx_pending[probe.tx_id]
                     probe.state = _FORGOTTEN
@@ -356,16 +364,27 @@ class ProbeTable:
         key = (probe.target, probe.sequence)
         if self.probes.get(key) is probe:
             del self.probes[key]
+        if self._by_stamp.get(probe.sent_wall_ns) is probe:
+            del self._by_stamp[probe.sent_wall_ns]
         if probe.tx_id is not None and self._tx_pending.get(probe.tx_id) is probe:
             del self._tx_pending[probe.tx_id]
         probe.state = _FORGOTTEN
+
+    def clear(self) -> None:
+        """Forget every probe at once (the socket is closing)."""
+        self.probes.clear()
+        self._by_stamp.clear()
+        self._tx_pending.clear()
 
     def forget_owner(self, owner: ProbeOwner) -> None:
         """Forget every probe of *owner* (a stream or batch that has ended)."""
         probes = self.probes
         tx_pending = self._tx_pending
+        by_stamp = self._by_stamp
         for key, probe in [(k, p) for k, p in probes.items() if p.owner is owner]:
             del probes[key]
+            if by_stamp.get(probe.sent_wall_ns) is probe:
+                del by_stamp[probe.sent_wall_ns]
             if probe.tx_id is not None and tx_pending.get(probe.tx_id) is probe:
                 del tx_pending[probe.tx_id]
             probe.state = _FORGOTTEN
@@ -415,6 +434,8 @@ class ProbeTable:
     def _on_echo(self, message: EchoMessage, source: str, kernel_ns: int | None, now_mono_ns: int) -> Delivery | None:
         source = message.source or source
         probe = self.probes.get((source, message.sequence))
+        if probe is None and message.is_reply and self._ours(message.identifier):
+            return self._on_echo_from_elsewhere(message, source, kernel_ns, now_mono_ns)
         if not message.is_reply or probe is None or not self._ours(message.identifier):
             self.ignored += 1
             return None
@@ -425,6 +446,24 @@ class ProbeTable:
             return None
         if reason is not None:
             return probe, InvalidReply(probe.target, source, probe.sequence, probe.probe_index, reason)
+        return self._valid_reply(probe, source, message.icmp_size, message.ttl, kernel_ns, now_mono_ns)
+
+    def _on_echo_from_elsewhere(
+        self, message: EchoMessage, source: str, kernel_ns: int | None, now_mono_ns: int
+    ) -> Delivery | None:
+        """A reply from an address we did not ping, found by the send stamp it carries: ours
+        only if it passes every check (sequence, checksum, token, the whole payload), since
+        its address does not vouch for it.  Anything less is somebody else's, ignored."""
+        payload = message.payload
+        probe = self._by_stamp.get(int.from_bytes(payload[:STAMP_SIZE], "big")) if len(payload) >= STAMP_SIZE else None
+        if (
+            probe is None
+            or probe.sequence != message.sequence
+            or message.checksum_ok is False
+            or check_payload(payload, probe.payload) is not None
+        ):
+            self.ignored += 1
+            return None
         return self._valid_reply(probe, source, message.icmp_size, message.ttl, kernel_ns, now_mono_ns)
 
     def _valid_reply(

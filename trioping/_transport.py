@@ -168,7 +168,7 @@ class Transport:
         owners = {id(probe.owner): probe.owner for probe in self.table.probes.values()}
         for owner in owners.values():
             owner.abandon(PingerClosedError("the pinger closed while this was waiting for replies"))
-        self.table.probes.clear()
+        self.table.clear()
         self.sock.close()
 
     # -- receiving ---------------------------------------------------------------------------

@@ -48,6 +48,9 @@ Actions (identical meaning for IPv4 and IPv6; combine several with ``+``, e.g.
                      (host unreachable), IPv6 type 1 code 3 (address unreachable).
 ``time_exceeded``    ICMP time exceeded quoting the request: IPv4 type 11 code 0, IPv6 type 3
                      code 0.
+``other_source``     a correct reply from the responder's next address (the address pinged
+                     plus one: 198.18.3.3 for 198.18.3.2), as a host answering from another
+                     of its addresses, or one of many answering a broadcast.
 ``redirect``         IPv4: an ICMP redirect for host (type 5 code 1) quoting the request and
                      naming the responder's own address as the better gateway; no reply
                      (``redirect+ok`` for both).  IPv6 has no such error: nothing is sent.
@@ -75,6 +78,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
+import ipaddress
 import json
 import os
 import selectors
@@ -130,6 +134,7 @@ SIMPLE_ACTIONS: Final = frozenset(
         "unreachable",
         "time_exceeded",
         "redirect",
+        "other_source",
     }
 )
 TIMED_ACTIONS: Final = frozenset({"delay", "late"})
@@ -362,6 +367,11 @@ def packets_for(step: Step, req: Request) -> list[Outgoing]:
             return [reply(data=data[:8] + token + data[16:])]
         case "truncate":
             return [reply(data=data[: len(data) // 2])]
+        case "other_source":
+            other = str(ipaddress.ip_address(req.dst) + 1)
+            return [
+                Outgoing(req.v6, echo_reply(req, ident=req.ident, seq=req.seq, data=data), req.src, req.scope_id, other)
+            ]
         case "other_sequence":
             return [reply(seq=(req.seq + 1000) & 0xFFFF)]
         case "unsolicited":
