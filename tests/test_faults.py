@@ -280,6 +280,24 @@ def test_cli_marks_a_reply_from_another_address_as_ping_does(
         ]
 
 
+def test_cli_with_several_hosts_marks_a_reply_from_another_address_as_fping_does(
+    netlab: NetLab, responder: ResponderFactory
+) -> None:
+    host, other = netlab.responder_v4, netlab.responder_other_v4
+    responder("other_source")
+    done = run_cli("-c", "2", "-i", "0.05", "-W", "1", host, "127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert [line.split(",")[0] for line in done.stdout.splitlines() if line.startswith(host)] == [
+        f"{host} : [0]",
+        f"{host} : [1]",
+    ]
+    # fping's own shape: the suffix on stderr with no line end, once per reply
+    assert done.stderr.startswith(f" [<- {other}] [<- {other}]\n"), done.stderr
+    responder("other_source")
+    done = run_cli("-W", "1", host, "127.0.0.1")
+    assert (done.stdout.splitlines()[0], done.stderr) == (f"{host} is alive", f" [<- {other}]")
+
+
 # -- timing: delayed and late replies ----------------------------------------------------
 
 

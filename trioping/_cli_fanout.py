@@ -192,6 +192,13 @@ class _Output:
         self.err.write(text + "\n")
         self.err.flush()
 
+    def error_fragment(self, text: str) -> None:
+        """Text on stderr with no line end, after stdout's lines so far: fping writes a
+        reply's `` [<- source]`` so, meaning it for the end of the line it prints."""
+        self.flush()
+        self.err.write(text)
+        self.err.flush()
+
     def flush(self) -> None:
         if self.progress_shown:
             self.clear_progress()
@@ -339,6 +346,8 @@ class _Reporter:
                     self.output.line(item.host)
                 elif not options.quiet and not options.unreachable:
                     self.output.line(f"{item.host} is alive")
+                    if result.source != result.target:
+                        self.output.error_fragment(f" [<- {result.source}]")
         elif kind is Timeout or kind is IcmpError or kind is SendError:
             assert isinstance(result, (Timeout, IcmpError, SendError))
             self._no_reply(item.host, item.position, result)
@@ -346,7 +355,8 @@ class _Reporter:
     def _probe_reply(self, host: str, position: int, reply: Reply) -> None:
         if reply.duplicate:
             index, size, ms = reply.probe_index, reply.size, _ms(reply.rtt)
-            self.output.error(f"{host.ljust(self.width)} : duplicate for [{index}], {size} bytes, {ms} ms")
+            elsewhere = "" if reply.source == reply.target else f" [<- {reply.source}]"
+            self.output.error(f"{host.ljust(self.width)} : duplicate for [{index}], {size} bytes, {ms} ms{elsewhere}")
             return
         verdicts = self.verdicts[position] = self.verdicts[position] + 1
         received = self.received[position] = self.received[position] + 1
@@ -356,6 +366,8 @@ class _Reporter:
             f"{host.ljust(self.width)} : [{reply.probe_index}], {reply.size} bytes, {_ms(reply.rtt)} ms"
             f" ({_ms(rtt_sum / received)} avg, {loss}% loss)"
         )
+        if reply.source != reply.target:
+            self.output.error_fragment(f" [<- {reply.source}]")
 
     def _no_reply(self, host: str, position: int, result: Timeout | IcmpError | SendError) -> None:
         options = self.options
