@@ -51,6 +51,16 @@ def test_reply_lines() -> None:
     assert reply_line(late, "127.0.0.1", "127.0.0.1").endswith("time=1200 ms (LATE!)")
 
 
+def test_replies_from_elsewhere_are_marked_as_iputils_marks_them() -> None:
+    """Another address: ``(DIFFERENT ADDRESS!)`` after ``(DUP!)``.  A multicast group's
+    members all answer from their own addresses, and every answer after the first is a
+    duplicate: iputils marks neither (``-v`` aside)."""
+    other = reply(source="198.18.3.3", duplicate=True)
+    assert reply_line(other, "198.18.3.2", "198.18.3.2").endswith("time=0.041 ms (DUP!) (DIFFERENT ADDRESS!)")
+    member = reply(target="ff0e::1", source="2001:db8:3::2", duplicate=True)
+    assert reply_line(member, "ff0e::1", "ff0e::1").endswith("icmp_seq=1 ttl=64 time=0.041 ms")
+
+
 def test_error_lines_use_iputils_words() -> None:
     unreachable = IcmpError("198.18.2.99", "198.18.2.1", 3, 2, Family.V4, 3, 1)
     assert error_line(unreachable) == "From 198.18.2.1 icmp_seq=3 Destination Host Unreachable"

@@ -177,6 +177,37 @@ def test_a_reply_from_another_address_that_fails_a_check_is_not_ours() -> None:
     assert probe.state is ProbeState.WAITING
 
 
+def test_probes_sent_within_one_clock_tick_carry_stamps_of_their_own() -> None:
+    """A coarse clock gives two sends the same reading: the second probe's stamp is moved on
+    (stamps only increase), so a reply from another address still names exactly one probe (two
+    targets' first probes share sequence 1 and, but for the stamp, their payload)."""
+    table = v4_table()
+    first, _ = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)  # type: ignore[misc]
+    second, second_request = table.open_probe("198.18.7.8", 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)  # type: ignore[misc]
+    assert first.sequence == second.sequence
+    assert first.payload != second.payload
+    delivery = table.receive(reply_from(second_request, "198.18.9.9"), [], "198.18.9.9", 10**12)
+    assert delivery is not None
+    assert delivery[0] is second
+    assert first.state is ProbeState.WAITING
+    table.forget(first)
+    assert table.receive(reply_from(second_request, "198.18.9.10"), [], "198.18.9.10", 10**12) is not None
+
+
+def test_a_reply_from_another_target_answers_the_probe_it_carries() -> None:
+    """Two addresses of one host pinged at once, the first answering from the second's
+    address with the same sequence: it is the first's reply, not a corrupted one to the second."""
+    table = v4_table()
+    first, first_request = table.open_probe(TARGET, 0, 56, Owner(), None, WALL_NS, 0, 0.0, 1.0)  # type: ignore[misc]
+    second, _ = table.open_probe("198.18.7.8", 0, 56, Owner(), None, WALL_NS + 5, 0, 0.0, 1.0)  # type: ignore[misc]
+    delivery = table.receive(reply_from(first_request, "198.18.7.8"), [], "198.18.7.8", 10**12)
+    assert delivery is not None
+    assert delivery[0] is first
+    assert isinstance(delivery[1], Reply)
+    assert delivery[1].source == "198.18.7.8"
+    assert second.state is ProbeState.WAITING
+
+
 def advice_for(request: bytes, icmp_type: int) -> bytes:
     """A redirect (type 5, code 1: "redirect for host", naming a gateway) or a source quench
     (type 4) quoting *request*."""
@@ -289,24 +320,35 @@ class TableMachine(RuleBasedStateMachine):
         if isinstance(result, (Timeout, IcmpError)) or (isinstance(result, Reply) and not result.duplicate):
             self.verdicts.setdefault(id(probe), []).append(result)
 
-    @rule(timeout=st.sampled_from([0.1, 0.5, 1.0]), destination=st.sampled_from([TARGET, "198.18.7.8"]))
-    def send(self, timeout: float, destination: str) -> None:
-        stamp = WALL_NS + len(self.requests)
+    @rule(
+        timeout=st.sampled_from([0.1, 0.5, 1.0]),
+        destination=st.sampled_from([TARGET, "198.18.7.8"]),
+        tick=st.integers(0, 2),
+    )
+    def send(self, timeout: float, destination: str, tick: int) -> None:
+        stamp = WALL_NS + tick  # a coarse clock: sends often read the same time
         opened = self.table.open_probe(destination, len(self.requests), 56, Owner(), None, stamp, 0, self.now, timeout)
         assert not isinstance(opened, SendError)
         self.requests.append(opened)
 
     @precondition(lambda self: self.requests)
-    @rule(data=st.data(), kind=st.sampled_from(["reply", "reply from elsewhere", "error"]))
+    @rule(
+        data=st.data(), kind=st.sampled_from(["reply", "reply from elsewhere", "reply from the other target", "error"])
+    )
     def answer(self, data: st.DataObject, kind: str) -> None:
         probe, request = data.draw(st.sampled_from(self.requests))
         if kind.startswith("reply"):
-            source = probe.target if kind == "reply" else "198.18.9.9"
+            other = "198.18.7.8" if probe.target == TARGET else TARGET
+            source = {"reply": probe.target, "reply from elsewhere": "198.18.9.9"}.get(kind, other)
             datagram = reply_to(request)
             datagram = datagram[:12] + socket.inet_aton(source) + datagram[16:]
             delivery = self.table.receive(datagram, [], source, 10**12)
-            if delivery is not None:
-                assert delivery[0] is probe
+            if delivery is not None and delivery[0] is not probe:
+                # a forgotten probe's reply, from the other target's address and sequence
+                assert probe.state is ProbeState.FORGOTTEN
+                assert source == other
+                assert delivery[0].target == other
+            elif delivery is not None:
                 assert delivery[1].source == source  # type: ignore[union-attr]
             elif probe.state is not ProbeState.FORGOTTEN:
                 raise AssertionError(f"a reply to a probe still known was not recognised: {probe.state}")
@@ -331,7 +373,7 @@ class TableMachine(RuleBasedStateMachine):
     @invariant()
     def every_stamp_indexed_is_a_known_probe(self) -> None:
         known = {id(probe) for probe in self.table.probes.values()}
-        assert {id(probe) for probe in self.table._by_stamp.values()} <= known
+        assert {id(probe) for probe in self.table._by_stamp.values()} == known
 
     def teardown(self) -> None:
         for delivery in self.table.expire(self.now + 10.0):

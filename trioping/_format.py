@@ -55,12 +55,14 @@ def reply_line(reply: Reply | LateReply, host: str, address: str) -> str:
     ttl = f" ttl={reply.ttl}" if reply.ttl is not None else ""
     sender = peer(host, address, reply.source)
     line = f"{reply.size} bytes from {sender}: icmp_seq={reply.sequence}{ttl} time={rtt_ms(reply.rtt)} ms"
+    different = reply.source != address
+    multicast = different and _is_multicast(address)  # a group's members all answer from their own
     if isinstance(reply, LateReply):
         line += " (LATE!)"
-    elif reply.duplicate:
+    elif reply.duplicate and not multicast:  # iputils leaves a group's many answers unmarked (but for -v)
         line += " (DUP!)"
-    if reply.source != address and not _is_multicast(address):
-        line += " (DIFFERENT ADDRESS!)"  # iputils' words; a group's members all answer from their own
+    if different and not multicast:
+        line += " (DIFFERENT ADDRESS!)"  # iputils' words
     return line
 
 

@@ -208,6 +208,7 @@ class ProbeTable:
         # other than the one pinged (a broadcast, a multicast group, a host answering from
         # another of its addresses) is still found, as iputils' ping and fping find it.
         self._by_stamp: dict[int, Probe] = {}
+        self._last_stamp = 0
         self._tx_pending: dict[int, Probe] = {}
         self._next_sequence: dict[str, int] = {}
         self._templates: dict[int, EchoTemplate] = {}
@@ -260,12 +261,15 @@ class ProbeTable:
             sequence = free
             key = (target, sequence)
         self._next_sequence[target] = (sequence + 1) % SEQUENCE_SPACE
+        if wall_ns <= self._last_stamp:  # a coarse clock, or one stepped back: no stamp is used twice
+            wall_ns = self._last_stamp + 1
+        self._last_stamp = wall_ns
         template = self._templates.get(size) or self._template(size)
         packet, payload, reply_checksum = template.build(sequence, wall_ns)
         probe = probes[key] = Probe(
             target, sequence, probe_index, payload, reply_checksum, wall_ns, mono_ns, owner, tag, now + timeout
         )
-        self._by_stamp.setdefault(wall_ns, probe)
+        self._by_stamp[wall_ns] = probe
         queue = self._timed.get(timeout)
         if queue is None:
             queue = self._timed[timeout] = deque()
@@ -441,6 +445,12 @@ class ProbeTable:
             return None
         reason = _BAD_CHECKSUM if message.checksum_ok is False else None
         reason = reason or check_payload(message.payload, probe.payload)
+        if reason is not None and message.payload[:STAMP_SIZE] != probe.payload[:STAMP_SIZE]:
+            # Another probe's reply with this one's address and sequence: another target
+            # (or another address of it) answered for the one it was sent to.
+            elsewhere = self._stamped(message)
+            if elsewhere is not None:
+                return self._valid_reply(elsewhere, source, message.icmp_size, message.ttl, kernel_ns, now_mono_ns)
         if reason is _WRONG_TOKEN and is_foreign(message.payload, probe.payload):
             self.ignored += 1
             return None
@@ -454,6 +464,14 @@ class ProbeTable:
         """A reply from an address we did not ping, found by the send stamp it carries: ours
         only if it passes every check (sequence, checksum, token, the whole payload), since
         its address does not vouch for it.  Anything less is somebody else's, ignored."""
+        probe = self._stamped(message)
+        if probe is None:
+            self.ignored += 1
+            return None
+        return self._valid_reply(probe, source, message.icmp_size, message.ttl, kernel_ns, now_mono_ns)
+
+    def _stamped(self, message: EchoMessage) -> Probe | None:
+        """The probe whose send stamp *message* carries, if it passes every check."""
         payload = message.payload
         probe = self._by_stamp.get(int.from_bytes(payload[:STAMP_SIZE], "big")) if len(payload) >= STAMP_SIZE else None
         if (
@@ -462,9 +480,8 @@ class ProbeTable:
             or message.checksum_ok is False
             or check_payload(payload, probe.payload) is not None
         ):
-            self.ignored += 1
             return None
-        return self._valid_reply(probe, source, message.icmp_size, message.ttl, kernel_ns, now_mono_ns)
+        return probe
 
     def _valid_reply(
         self, probe: Probe, source: str, icmp_size: int, ttl: int | None, kernel_ns: int | None, now_mono_ns: int
