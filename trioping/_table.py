@@ -437,12 +437,12 @@ class ProbeTable:
 
     def _on_echo(self, message: EchoMessage, source: str, kernel_ns: int | None, now_mono_ns: int) -> Delivery | None:
         source = message.source or source
-        probe = self.probes.get((source, message.sequence))
-        if probe is None and message.is_reply and self._ours(message.identifier):
-            return self._on_echo_from_elsewhere(message, source, kernel_ns, now_mono_ns)
-        if not message.is_reply or probe is None or not self._ours(message.identifier):
+        if not message.is_reply or not self._ours(message.identifier):
             self.ignored += 1
             return None
+        probe = self.probes.get((source, message.sequence))
+        if probe is None:
+            return self._on_echo_from_elsewhere(message, source, kernel_ns, now_mono_ns)
         reason = _BAD_CHECKSUM if message.checksum_ok is False else None
         reason = reason or check_payload(message.payload, probe.payload)
         if reason is not None and message.payload[:STAMP_SIZE] != probe.payload[:STAMP_SIZE]:
